@@ -1,0 +1,72 @@
+"""A sketch file on disk: its name, source, hash and which p5.js major version it wants."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vqart.errors import VqartError
+
+P5_LIBS = {1: Path("web/node_modules/p5-v1/lib/p5.min.js"), 2: Path("web/node_modules/p5/lib/p5.min.js")}
+
+_P5_1_MARKER = re.compile(r"^\s*//\s*p5\s*1\b")
+# preload() was removed in p5 2.x, so a sketch that defines it (global or instance mode) needs 1.x.
+_PRELOAD = re.compile(r"\bfunction\s+preload\s*\(|\.preload\s*=|\bpreload\s*=\s*(function|\()")
+
+
+@dataclass(frozen=True)
+class Sketch:
+    """One sketch: `name` is the file stem and names its folder under data/."""
+
+    path: Path
+    source: str
+
+    @property
+    def name(self) -> str:
+        """The folder name its frames go to."""
+        return self.path.stem
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the source, so a changed sketch is captured again."""
+        return hashlib.sha256(self.source.encode("utf-8")).hexdigest()
+
+    def p5_major(self, override: int | None = None) -> int:
+        """1 for `// p5 1` on the first line or a preload(), else 2; `override` (--p5) wins."""
+        if override is not None:
+            return override
+        first_line = self.source.split("\n", 1)[0]
+        return 1 if _P5_1_MARKER.match(first_line) or _PRELOAD.search(self.source) else 2
+
+
+def find_sketches(paths: Iterable[str | Path]) -> list[Sketch]:
+    """Sketch files named directly or found (*.js, sorted) in the folders given."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(sorted(path.glob("*.js")))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise VqartError(f"{path}: no such sketch file or folder")
+    if not files:
+        raise VqartError(f"no .js sketches found in {', '.join(map(str, paths))}")
+    sketches = [Sketch(f, f.read_text(encoding="utf-8", errors="replace")) for f in files]
+    names = [s.name for s in sketches]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise VqartError(f"two sketches share the name {', '.join(clashes)}: rename one (frames go to data/<name>/)")
+    return sketches
+
+
+def p5_library(major: int, root: Path | None = None) -> Path:
+    """The local p5.min.js for a major version; VqartError pointing at `make setup` if it is missing."""
+    root = root or Path(__file__).resolve().parents[2]
+    path = root / P5_LIBS[major]
+    if not path.is_file():
+        raise VqartError(f"p5.js {major}.x not found at {path}: run `make setup` (npm ci in web/)")
+    return path
