@@ -1,0 +1,206 @@
+"""Live server load: python-socketio clients on loopback against `vqart serve` running in its own process.
+
+Latency of `sample` n=1 (from the pool, and with an explicit seed, computed), of `interpolate` steps=16, and
+16 clients streaming at 30 fps each (walk mode, the live page's default): frames/s held, dropped frames,
+failed requests, how late frames arrive against their schedule, and `sample` latency while they stream.
+Uses the run in $VQART_BENCH_RUN; otherwise trains a short one (full-size model, so latency is realistic).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # tests/synthetic.py: stand-in sketches while data/ is empty
+
+from vqart.config import Config, ModelConfig, TrainConfig
+from vqart.data import load_frames
+from vqart.errors import VqartError
+from vqart.server.client import InOrderClient
+from vqart.train import train
+
+TITLE = "Live server: Socket.IO latency and 16 streams at 30 fps (loopback, CPU, 64x64)"
+STREAMS, FPS = 16, 30
+
+
+def _run_folder(scratch: Path, quick: bool) -> Path:
+    """$VQART_BENCH_RUN, or a run trained briefly on data/ (or synthetic shapes while nothing is captured)."""
+    if os.environ.get("VQART_BENCH_RUN"):
+        return Path(os.environ["VQART_BENCH_RUN"])
+    try:
+        load_frames(ROOT / "data")
+        data = ROOT / "data"
+    except VqartError:
+        from synthetic import moving_shapes, write_sketch
+
+        data = scratch / "data"
+        for kind in range(3):
+            write_sketch(data, f"synthetic{kind}", moving_shapes(60, (64, 64), kind))
+    model = ModelConfig(channels=16, res_blocks=1, codebook_size=32, code_dim=16) if quick else ModelConfig()
+    config = Config(model=model, train=TrainConfig(precision="fp32"))
+    return train(data, scratch / "run", config=config, minutes=0.1 if quick else 0.5, device="cpu",
+                 console=Console(stderr=True, quiet=True))
+
+
+@contextmanager
+def _server(run: Path, scratch: Path):
+    """`vqart serve RUN --port 0` in its own process (so clients do not share its GIL); yields the URL."""
+    log = scratch / "server.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "vqart.cli", "serve", str(run), "--port", "0"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 120
+        while not (match := re.search(r"http://127\.0\.0\.1:\d+", log.read_text())):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"vqart serve did not start:\n{log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        url = match.group(0)
+        while json.load(urllib.request.urlopen(url + "/health"))["pool"] < 200 and time.monotonic() < deadline:
+            time.sleep(0.2)  # let the sample pool fill, as it would on a server that has been up a moment
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+class Client:
+    """One Socket.IO connection that times request -> reply and records stream frames."""
+
+    def __init__(self, url: str):
+        self.sio = InOrderClient(reconnection=False)
+        self.replies: dict = {}
+        self.done = threading.Condition()
+        self.frames: list[tuple[float, int]] = []  # (arrival time, seq) of stream frames
+        self.errors: list[dict] = []
+        self.sio.on("frames", self._reply)
+        self.sio.on("streaming", self._reply)
+        self.sio.on("error", self._error)
+        self.sio.connect(url, transports=["websocket"], wait_timeout=20)
+
+    def _reply(self, msg: dict) -> None:
+        if "seq" in msg:
+            self.frames.append((time.perf_counter(), msg["seq"]))
+            return
+        with self.done:
+            self.replies[msg["id"]] = time.perf_counter()
+            self.done.notify_all()
+
+    def _error(self, msg: dict) -> None:
+        self.errors.append(msg)
+        self._reply({k: v for k, v in msg.items() if k != "seq"})
+
+    def latency_ms(self, event: str, payload: dict, rid: str) -> float:
+        """Round trip of one request, in ms."""
+        start = time.perf_counter()
+        self.sio.emit(event, {"id": rid, **payload})
+        with self.done:
+            if not self.done.wait_for(lambda: rid in self.replies, timeout=30):
+                self.errors.append({"id": rid, "code": "timeout"})
+                return float("nan")
+            return (self.replies.pop(rid) - start) * 1000
+
+    def close(self) -> None:
+        self.sio.disconnect()
+
+
+def _latencies(client: Client, event: str, payload: dict, count: int, seeded: bool = False) -> np.ndarray:
+    """`count` sequential round trips of one request type, in ms."""
+    return np.array([
+        client.latency_ms(event, {**payload, **({"seed": i} if seeded else {})}, f"{event}-{i}") for i in range(count)
+    ])
+
+
+def _streams(url: str, seconds: float, prober: Client) -> dict:
+    """16 clients stream at 30 fps for `seconds` while `prober` keeps asking for samples; what they saw."""
+    clients = [Client(url) for _ in range(STREAMS)]
+    try:
+        for i, c in enumerate(clients):
+            c.sio.emit("stream", {"id": f"s{i}", "mode": "walk", "fps": FPS, "seed": i})
+        started = time.monotonic()
+        probe = []
+        while time.monotonic() - started < seconds:
+            probe.append(prober.latency_ms("sample", {"n": 1}, f"probe-{len(probe)}"))
+            time.sleep(0.05)
+        for i, c in enumerate(clients):
+            c.sio.emit("stop", {"id": f"s{i}"})
+        rates, dropped, late = [], 0, []
+        for c in clients:
+            if len(c.frames) < 2:
+                rates.append(0.0)
+                continue
+            times = np.array([t for t, _ in c.frames])
+            seqs = np.array([s for _, s in c.frames])
+            rates.append((len(times) - 1) / (times[-1] - times[0]))
+            dropped += int(seqs[-1] - seqs[0] + 1 - len(seqs))
+            # Lateness against the stream's own schedule, anchored on its earliest frame relative to that schedule.
+            schedule = times - seqs / FPS
+            late.extend((schedule - schedule.min()) * 1000)
+        return {"rate": min(rates), "dropped": dropped, "failed": sum(len(c.errors) for c in clients),
+                "late_p99": float(np.percentile(late, 99)) if late else float("nan"), "probe": np.array(probe)}
+    finally:
+        for c in clients:
+            c.close()
+
+
+def _row(measure: str, value: float, unit: str, target: str = "", ok: bool | None = None) -> dict:
+    return {"measure": measure, "value": round(float(value), 2), "unit": unit, "target": target,
+            "ok": None if ok is None else bool(ok)}
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Start a server on loopback, measure, stop it."""
+    scratch = Path(tempfile.mkdtemp(prefix="vqart-bench-server-"))
+    try:
+        run_dir = _run_folder(scratch, quick)
+        with _server(run_dir, scratch) as url:
+            client = Client(url)
+            try:
+                pool = _latencies(client, "sample", {"n": 1}, 40 if quick else 200)
+                seeded = _latencies(client, "sample", {"n": 1}, 10 if quick else 50, seeded=True)
+                sketches = json.load(urllib.request.urlopen(url + "/api/info"))["sketches"]
+                a, b = (f"{name}:{count // 2}" for name, count in list(sketches.items())[:2])
+                interp = _latencies(client, "interpolate", {"a": a, "b": b, "steps": 16}, 10 if quick else 50)
+                load = _streams(url, 6 if quick else 20, client)
+                failed = len(client.errors)
+            finally:
+                client.close()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    p50, p99 = (lambda x: float(np.nanpercentile(x, 50))), (lambda x: float(np.nanpercentile(x, 99)))
+    return [
+        _row("sample n=1 from the pool, p50 (1 client)", p50(pool), "ms", "<= 10", p50(pool) <= 10),
+        _row("sample n=1 from the pool, p99 (1 client)", p99(pool), "ms"),
+        _row("sample n=1 with a seed (computed), p50", p50(seeded), "ms"),
+        _row("sample n=1 with a seed (computed), p99", p99(seeded), "ms"),
+        _row("interpolate steps=16, p50 (1 client)", p50(interp), "ms", "<= 30", p50(interp) <= 30),
+        _row("interpolate steps=16, p99 (1 client)", p99(interp), "ms"),
+        _row(f"{STREAMS} streams at {FPS} fps: frames/s held (worst client)", load["rate"], "frames/s",
+             f">= {FPS - 1}", load["rate"] >= FPS - 1),
+        _row(f"{STREAMS} streams: dropped frames", load["dropped"], "frames", "== 0", load["dropped"] == 0),
+        _row(f"{STREAMS} streams + prober: failed requests", load["failed"] + failed, "requests", "== 0",
+             load["failed"] + failed == 0),
+        _row(f"{STREAMS} streams: frame lateness vs schedule, p99", load["late_p99"], "ms", "<= 100",
+             load["late_p99"] <= 100),
+        _row(f"sample n=1 (pool) p50 while {STREAMS} streams run", p50(load["probe"]), "ms"),
+        _row(f"sample n=1 (pool) p99 while {STREAMS} streams run", p99(load["probe"]), "ms"),
+    ]
+
+
+if __name__ == "__main__":
+    for r in run(quick="--quick" in sys.argv):
+        print(r)

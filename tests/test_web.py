@@ -1,0 +1,108 @@
+"""The browser side, in a real headless Chromium: the live page and the examples animate, vqart.js gives p5.Images."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, sync_playwright
+
+from vqart.capture.browser import launch
+from vqart.run import open_run
+from vqart.server import create_app, serve_in_background
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run: Path):
+    """A running server on a free loopback port; yields its base URL."""
+    app, _ = create_app(open_run(tiny_run, device="cpu"))
+    srv = serve_in_background(app)
+    yield f"http://127.0.0.1:{srv.server_port}"
+    srv.shutdown()
+    app.extensions["vqart"].close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as pw:
+        b = launch(pw)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page that records script errors, so a broken sketch fails the test."""
+    p = browser.new_page(viewport={"width": 1100, "height": 760})
+    p.errors = []
+    p.on("pageerror", lambda err: p.errors.append(str(err)))
+    p.on("console", lambda msg: msg.type == "error" and p.errors.append(msg.text))
+    yield p
+    p.close()
+
+
+def canvas_pixels(page: Page) -> np.ndarray:
+    """The sketch's canvas as an RGB array."""
+    png = page.locator("canvas").first.screenshot()
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+
+
+def assert_animates(page: Page) -> None:
+    """Two screenshots of the canvas a moment apart differ in more than a few pixels."""
+    page.wait_for_timeout(1500)
+    first = canvas_pixels(page)
+    page.wait_for_timeout(1000)
+    changed = (np.abs(first - canvas_pixels(page)).max(axis=2) > 8).mean()
+    assert changed > 0.002, f"the canvas did not change ({changed:.2%} of pixels)"
+
+
+def test_live_page_streams_and_animates(page, server):
+    page.goto(server + "/")
+    page.wait_for_function("document.getElementById('meta').textContent.includes('codes')", timeout=20000)
+    assert page.locator("#thumbs img").count() == 24  # 3 sketches x 8 thumbnails
+    assert_animates(page)
+    page.click("[data-mode=sample]")
+    page.locator("#thumbs img").nth(20).click()  # picking an endpoint switches to interpolate
+    assert page.locator("[data-mode=interpolate]").get_attribute("class") == "on"
+    assert_animates(page)
+    assert not page.errors, page.errors
+
+
+@pytest.mark.parametrize("example", ["tiles", "trails", "mirror"])
+def test_examples_animate(page, server, example):
+    page.goto(f"{server}/examples/{example}.html")
+    page.wait_for_selector("canvas")
+    assert_animates(page)
+    assert not page.errors, page.errors
+
+
+def test_client_resolves_p5_images_and_rejects_with_server_message(page, server):
+    page.goto(server + "/examples/")
+    page.add_script_tag(url="/lib/p5.min.js")
+    page.add_script_tag(url="/lib/socket.io.min.js")
+    page.add_script_tag(url="/vqart.js")
+    result = page.evaluate("""async () => {
+        const model = await vqart.connect();
+        const isImage = img => img instanceof p5.Image && img.width === 64 && img.height === 64;
+        const samples = await model.sample({ n: 2, seed: 1 });
+        const path = await model.interpolate('discs:0', samples[1], { steps: 4 });
+        const seen = await model.reconstruct(samples[0]);
+        const frames = [];
+        const handle = model.stream({ mode: 'walk', fps: 30, frames: 16 }, img => frames.push(img));
+        await new Promise(resolve => setTimeout(resolve, 500));
+        await handle.stop();
+        let error = null;
+        try { await model.sample({ n: 1000 }); } catch (e) { error = [e.code, e.message]; }
+        model.close();
+        return { samples: samples.map(isImage), path: path.map(isImage), seen: isImage(seen),
+                 streamed: frames.length > 0 && frames.every(isImage), error, info: model.info.frame_size };
+    }""")
+    assert result["samples"] == [True, True] and result["path"] == [True] * 4 and result["seen"]
+    assert result["streamed"] and result["info"] == [64, 64]
+    assert result["error"][0] == "out_of_range" and "n=1000" in result["error"][1]
+    assert not page.errors, page.errors

@@ -1,0 +1,23 @@
+"""A python-socketio client fit for vqart's replies, for scripts, tests and benchmarks talking to `vqart serve`."""
+
+from __future__ import annotations
+
+import socketio
+
+
+class InOrderClient(socketio.Client):
+    """A python-socketio client that handles incoming messages in the order they arrive.
+
+    The stock client hands every Engine.IO message to a new thread, so the binary attachments of one reply
+    (vqart sends one per frame) can be reassembled out of order or fail (python-socketio issues #436, #534),
+    and each frame costs a thread start. Here messages are handled on the reading thread, in order.
+    """
+
+    def _engineio_client_class(self) -> type:
+        base = super()._engineio_client_class()
+
+        class InOrder(base):
+            def _trigger_event(self, event, *args, run_async=False, **kwargs):
+                return super()._trigger_event(event, *args, run_async=run_async and event != "message", **kwargs)
+
+        return InOrder

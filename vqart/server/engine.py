@@ -1,0 +1,164 @@
+"""The server's one door to the model: a lock around every Run call, the dataset frames, and a pool of samples."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
+from vqart import generate
+from vqart.data import parse_ref
+from vqart.errors import VqartError
+from vqart.prior import PRIOR_FILE
+from vqart.run import Run
+from vqart.server.validate import PayloadError, Ref
+
+log = logging.getLogger("vqart")
+
+# The pool refills only after this long without requests: on a 2-core machine a refill running beside
+# requests slows them (it competes for the model lock and the CPU), while idle moments are plentiful.
+QUIET_S = 0.05
+
+
+class Engine:
+    """Thread-safe access to one Run: every model call holds one lock; default samples come from a refilled pool."""
+
+    def __init__(self, run: Run, pool_size: int = 256, pool_batch: int = 4):
+        self.run = run
+        self._lock = threading.Lock()
+        self.sketches = _dataset(run)
+        self.pool_size = pool_size
+        self.pool_batch = pool_batch
+        self._pool: deque[np.ndarray] = deque()
+        self._state = threading.Condition()  # guards the pool, the request bookkeeping below and `_closed`
+        self._busy = 0  # requests waiting for or holding the model
+        self._last_request = 0.0  # time.monotonic() of the last request's model use or pool take
+        self._closed = False
+        self._filler = threading.Thread(target=self._fill, name="vqart-sample-pool", daemon=True)
+        self._filler.start()
+
+    def info(self) -> dict:
+        """What a client needs to know: codebook, grid and frame size, the dataset's sketches, the default sampler."""
+        model = self.run.model
+        return {
+            "codebook_size": int(model.codebook_size),
+            "levels": int(model.levels),
+            "grid": list(self.run.grid_size),
+            "frame_size": list(self.run.frame_size),
+            "sketches": {name: len(frames) for name, frames in self.sketches.items()},
+            "sampler": "prior" if (self.run.path / PRIOR_FILE).is_file() else "unigram",  # what "auto" uses
+        }
+
+    def pooled(self) -> int:
+        """Samples waiting in the pool."""
+        with self._state:
+            return len(self._pool)
+
+    def frame(self, ref: Ref) -> np.ndarray:
+        """A dataset frame named "sketch:frame" (looked up by name, never as a path), or an uploaded image as given."""
+        if isinstance(ref, np.ndarray):
+            return ref
+        sketch, index = parse_ref(ref)
+        frames = self.sketches.get(sketch)
+        if frames is None:
+            raise PayloadError("not_found", f"no sketch {sketch!r}; known: {sorted(self.sketches)[:20]}")
+        if not 0 <= index < len(frames):
+            raise PayloadError("not_found", f"{sketch} has frames 0..{len(frames) - 1}, not {index}")
+        return frames[index]
+
+    def sample(self, n: int, temperature: float = 1.0, seed: int | None = None, sampler: str = "auto") -> np.ndarray:
+        """n samples as uint8 (n, H, W); unseeded default-temperature ones come from the pool when it has them."""
+        frames = []
+        if seed is None and temperature == 1.0 and sampler == "auto":
+            frames = self._take(n)
+        if len(frames) < n:
+            with self._model():
+                fresh = generate.sample(self.run, n - len(frames), sampler=sampler, temperature=temperature, seed=seed)
+            frames.extend(fresh)
+        return np.stack(frames)
+
+    def interpolate(self, a: Ref, b: Ref, steps: int, method: str) -> np.ndarray:
+        """Frames from a to b as uint8 (steps, H, W)."""
+        fa, fb = self.frame(a), self.frame(b)
+        with self._model():
+            return generate.interpolate(self.run, fa, fb, steps=steps, method=method)
+
+    def walk(
+        self, frames: int, seed: int | None, source: str = "dataset", temperature: float = 1.0, sampler: str = "auto"
+    ) -> np.ndarray:
+        """A seamless looping walk as uint8 (frames, H, W) through keyframes from the dataset or sampled."""
+        with self._model():
+            return generate.walk(
+                self.run, frames=frames, seed=seed, source=source, temperature=temperature, sampler=sampler
+            )
+
+    def reconstruct(self, image: np.ndarray) -> np.ndarray:
+        """The model's reconstruction of one image as uint8 (1, H, W)."""
+        with self._model():
+            return generate.reconstruct(self.run, image)[None]
+
+    def close(self) -> None:
+        """Stop the pool's background filler."""
+        with self._state:
+            self._closed = True
+            self._state.notify_all()
+        self._filler.join(timeout=5)
+
+    @contextmanager
+    def _model(self) -> Iterator[None]:
+        """Hold the model lock for a request; the pool filler stands aside while any request is busy."""
+        with self._state:
+            self._busy += 1
+        try:
+            with self._lock:
+                yield
+        finally:
+            with self._state:
+                self._busy -= 1
+                self._last_request = time.monotonic()
+                self._state.notify_all()
+
+    def _take(self, n: int) -> list[np.ndarray]:
+        """Up to n pooled samples."""
+        with self._state:
+            taken = [self._pool.popleft() for _ in range(min(n, len(self._pool)))]
+            self._last_request = time.monotonic()
+            self._state.notify_all()
+        return taken
+
+    def _fill_delay(self) -> float | None:
+        """Seconds until the filler may sample (0: now), or None to wait to be notified."""
+        if self._busy or len(self._pool) >= self.pool_size:
+            return None
+        return max(0.0, self._last_request + QUIET_S - time.monotonic())
+
+    def _fill(self) -> None:
+        """Keep the pool topped up in small batches, only once requests have left the server quiet for QUIET_S."""
+        while True:
+            with self._state:
+                while not self._closed and (delay := self._fill_delay()) != 0:
+                    self._state.wait(delay)
+                if self._closed:
+                    return
+            try:
+                with self._lock:
+                    batch = generate.sample(self.run, self.pool_batch)
+            except Exception:  # a broken sampler must not kill the server; requests then compute (and report) it
+                log.exception("sample pool: sampling failed; requests will sample on demand")
+                return
+            with self._state:
+                self._pool.extend(batch)
+
+
+def _dataset(run: Run) -> dict[str, np.ndarray]:
+    """The run's training frames (for references and thumbnails), or none when the folder has moved."""
+    try:
+        return generate.dataset_frames(run)
+    except VqartError as err:
+        log.warning("dataset frames unavailable (%s); only uploaded images can be used as endpoints", err)
+        return {}
