@@ -1,0 +1,455 @@
+"""New frames from a trained run: samplers, latent interpolation, grids, looping walks and prior-driven motion.
+
+Every function takes an open Run and returns uint8 frames (N,H,W); the server and `vqart dream` call them.
+Interpolation works on the quantized latents of its keyframes (continuous vectors, one per grid position),
+so a path's ends decode to exactly the keyframes' reconstructions; `snap` re-quantizes every step.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+from collections.abc import Callable, Sequence
+from functools import lru_cache, partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from vqart import export
+from vqart.data import load_frames, parse_ref
+from vqart.errors import VqartError
+from vqart.prior import PRIOR_FILE, Prior, filter_logits, load_prior
+from vqart.run import Run, open_run
+
+log = logging.getLogger(__name__)
+
+Ref = str | Path | np.ndarray
+OnProgress = Callable[[int], None]  # told how many more frames are done
+MODES = ("sample", "interpolate", "walk", "grid", "motion")
+SAMPLERS = ("auto", "prior", "unigram")
+METHODS = ("slerp", "lerp")
+DECODE_BATCH = 64
+
+
+def _generator(run: Run, seed: int | None) -> torch.Generator:
+    """A torch.Generator on the run's device: the same seed gives the same frames; None draws a fresh seed."""
+    return torch.Generator(device=run.device).manual_seed(secrets.randbits(63) if seed is None else seed)
+
+
+def _check_count(name: str, value: int, least: int = 1) -> None:
+    """VqartError unless `value` is a whole number >= least."""
+    if int(value) != value or value < least:
+        raise VqartError(f"{name} must be a whole number >= {least}, got {value}")
+
+
+def _decode(run: Run, z: torch.Tensor, snap: bool = False, progress: OnProgress | None = None) -> np.ndarray:
+    """Decode latents (N,D,h,w) in batches, optionally snapping each to the codebook first."""
+    out = []
+    for batch in z.split(DECODE_BATCH):
+        out.append(run.decode(run.quantize(batch) if snap else batch))
+        if progress:
+            progress(len(batch))
+    return np.concatenate(out)
+
+
+def _decode_codes(run: Run, codes: torch.Tensor, progress: OnProgress | None = None) -> np.ndarray:
+    """Decode code grids in batches."""
+    out = []
+    for batch in codes.split(DECODE_BATCH):
+        out.append(run.decode_codes(batch))
+        if progress:
+            progress(len(batch))
+    return np.concatenate(out)
+
+
+# ---- frames in -------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _dataset(data_dir: str, stamp: int) -> dict[str, np.ndarray]:
+    """The run's dataset frames, cached until the data folder changes (its mtime is part of the key)."""
+    return load_frames(data_dir)
+
+
+def dataset_frames(run: Run) -> dict[str, np.ndarray]:
+    """Sketch name -> uint8 (N,H,W) frames the run was trained on."""
+    data_dir = Path(run.data_dir)
+    if not data_dir.is_dir():
+        raise VqartError(f"the run's data folder {data_dir} is gone; capture it again or give image files instead")
+    return _dataset(str(data_dir), data_dir.stat().st_mtime_ns)
+
+
+def _fit(run: Run, image: np.ndarray, source: str) -> np.ndarray:
+    """A grayscale uint8 (H,W) image at the run's frame size, resized with a note when it is another size."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise VqartError(f"{source}: expected uint8 pixels, got {image.dtype}")
+    if image.ndim == 3 and image.shape[-1] in (3, 4):
+        image = np.asarray(Image.fromarray(image).convert("L"))
+    elif image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim != 2:
+        raise VqartError(f"{source}: expected a grayscale (H,W) or colour (H,W,3) image, got shape {image.shape}")
+    h, w = run.frame_size
+    if image.shape != (h, w):
+        log.warning("note: %s is %dx%d; resized to the run's %dx%d", source, image.shape[1], image.shape[0], w, h)
+        image = np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.LANCZOS))
+    return image
+
+
+def resolve_frame(run: Run, ref: Ref) -> np.ndarray:
+    """One uint8 (H,W) frame from "sketch:frame", an image file, or an array; other sizes are resized with a note."""
+    if isinstance(ref, np.ndarray):
+        return _fit(run, ref, "the given array")
+    path = Path(ref)
+    if path.is_file():
+        try:
+            with Image.open(path) as img:
+                return _fit(run, np.asarray(img.convert("L")), str(path))
+        except (UnidentifiedImageError, OSError) as err:
+            raise VqartError(f"{path} is not an image Pillow can read ({err}); give a PNG/JPEG or SKETCH:FRAME") from None
+    if ":" not in str(ref):
+        raise VqartError(f"{ref!r} is neither an image file nor a SKETCH:FRAME reference like orbits:12")
+    sketch, index = parse_ref(str(ref))
+    frames = dataset_frames(run)
+    if sketch not in frames:
+        raise VqartError(f"unknown sketch {sketch!r} in {ref!r}; the run's data has {', '.join(sorted(frames))}")
+    if index >= len(frames[sketch]):
+        raise VqartError(f"{ref!r}: sketch {sketch!r} has frames 0..{len(frames[sketch]) - 1}")
+    return frames[sketch][index]
+
+
+def random_frames(run: Run, n: int, seed: int | None = None) -> np.ndarray:
+    """n distinct dataset frames (as far as the dataset allows) picked by the seed."""
+    frames = np.concatenate(list(dataset_frames(run).values()))
+    rng = np.random.default_rng(seed)
+    return frames[rng.choice(len(frames), size=n, replace=n > len(frames))]
+
+
+def _latents(run: Run, refs: Sequence[Ref]) -> torch.Tensor:
+    """Quantized latents (N,D,h,w) of the given frames: the points interpolation moves between."""
+    frames = np.stack([resolve_frame(run, r) for r in refs])
+    return run.quantize(run.encode(frames))
+
+
+def reconstruct(run: Run, image: Ref) -> np.ndarray:
+    """The run's reconstruction of one frame: encode, quantize, decode."""
+    return run.decode(_latents(run, [image]))[0]
+
+
+# ---- samplers --------------------------------------------------------------------------------------------
+
+
+_PRIORS: dict[tuple[str, int, str], Prior | None] = {}
+
+
+def _cached_prior(run: Run) -> Prior | None:
+    """The run's prior (None when untrained), loaded once per prior file version and device."""
+    path = Path(run.path) / PRIOR_FILE
+    if not path.is_file():
+        return None
+    key = (str(path), path.stat().st_mtime_ns, str(run.device))
+    if key not in _PRIORS:
+        _PRIORS.clear()  # a retrained prior replaces the old one
+        _PRIORS[key] = load_prior(run)
+    return _PRIORS[key]
+
+
+def sample_codes(
+    run: Run,
+    n: int = 16,
+    *,
+    sampler: str = "auto",
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int | None = None,
+    steps: int = 8,
+) -> torch.Tensor:
+    """n code grids from the prior (sampler "prior", or "auto" when one is trained) or the codebook histogram."""
+    _check_count("n", n)
+    _check_count("steps", steps)
+    if sampler not in SAMPLERS:
+        raise VqartError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if not temperature > 0:
+        raise VqartError(f"temperature must be > 0, got {temperature}")
+    k = run.model.codebook_size
+    if top_k is not None and not 1 <= top_k <= k:
+        raise VqartError(f"top_k must be between 1 and the codebook size {k}, got {top_k}")
+    prior = _cached_prior(run) if sampler != "unigram" else None
+    if sampler == "prior" and prior is None:
+        raise VqartError(f"no prior trained in {run.path}; train one with `vqart prior {run.path}` or use sampler unigram")
+    generator = _generator(run, seed)
+    if prior is not None:
+        tokens = prior.sample(n, steps=steps, temperature=temperature, top_k=top_k, generator=generator)
+        return prior.unflatten(tokens)
+    return _unigram(run, n, temperature, top_k, generator)
+
+
+def _unigram(run: Run, n: int, temperature: float, top_k: int | None, generator: torch.Generator) -> torch.Tensor:
+    """Codes drawn independently per position from the codebook's usage histogram (per level with RQ)."""
+    levels, (h, w) = run.model.levels, run.grid_size
+    usage = torch.as_tensor(np.asarray(run.code_usage, dtype=np.float64), device=run.device)
+    usage = usage.reshape(-1, usage.shape[-1]).expand(levels, -1)  # one shared histogram, or one per level
+    logits = filter_logits(usage.clamp(min=1e-12).log(), temperature, top_k)
+    probs = logits.softmax(dim=-1).float()
+    draws = torch.multinomial(probs.repeat_interleave(n * h * w, dim=0), 1, generator=generator)
+    codes = draws.view(levels, n, h, w).transpose(0, 1)
+    return codes[:, 0] if levels == 1 else codes
+
+
+def sample(
+    run: Run,
+    n: int = 16,
+    *,
+    sampler: str = "auto",
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int | None = None,
+    steps: int = 8,
+    progress: OnProgress | None = None,
+) -> np.ndarray:
+    """n new frames (n,H,W): codes from the prior or the unigram histogram, decoded; same seed, same frames."""
+    codes = sample_codes(run, n, sampler=sampler, temperature=temperature, top_k=top_k, seed=seed, steps=steps)
+    return _decode_codes(run, codes, progress)
+
+
+# ---- latent paths ----------------------------------------------------------------------------------------
+
+
+def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of latents (D,h,w) at times t (S,): (S,D,h,w)."""
+    t = t.view(-1, 1, 1, 1).to(a.dtype)
+    return (1 - t) * a + t * b
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation per grid position: the direction turns on the great circle, the norm goes linearly.
+
+    Latents (D,h,w) hold one D-vector per position; each vector's norm moves linearly from |a| to |b|, so it
+    stays between its ends. Written as weights on a and b so that t=0 and t=1 give a and b bit for bit.
+    """
+    t = t.view(-1, 1, 1, 1).to(a.dtype)
+    na, nb = a.norm(dim=0, keepdim=True).clamp(min=1e-8), b.norm(dim=0, keepdim=True).clamp(min=1e-8)
+    omega = ((a / na) * (b / nb)).sum(dim=0, keepdim=True).clamp(-1, 1).acos()
+    sin = omega.sin()
+    # (Anti)parallel directions have no single great circle: go straight there instead.
+    straight = sin.abs() < 1e-4
+    safe_sin = sin.where(~straight, 1.0)
+    wa = torch.where(straight, 1 - t, ((1 - t) * omega).sin() / safe_sin)
+    wb = torch.where(straight, t, (t * omega).sin() / safe_sin)
+    norm = (1 - t) * na + t * nb
+    return wa * (norm / na) * a + wb * (norm / nb) * b
+
+
+def mix(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, method: str = "slerp") -> torch.Tensor:
+    """Interpolate latents a -> b at times t with `method` ("slerp" or "lerp")."""
+    if method not in METHODS:
+        raise VqartError(f"unknown interpolation method {method!r}; choose one of {', '.join(METHODS)}")
+    return slerp(a, b, t) if method == "slerp" else lerp(a, b, t)
+
+
+def _pair(run: Run, a: Ref | None, b: Ref | None, seed: int | None) -> list[Ref]:
+    """The two endpoints: those given, the missing ones picked from the dataset by the seed."""
+    picked = iter(random_frames(run, 2, seed))
+    return [a if a is not None else next(picked), b if b is not None else next(picked)]
+
+
+def interpolate(
+    run: Run,
+    a: Ref | None = None,
+    b: Ref | None = None,
+    steps: int = 30,
+    method: str = "slerp",
+    snap: bool = False,
+    *,
+    seed: int | None = None,
+    progress: OnProgress | None = None,
+) -> np.ndarray:
+    """steps frames (steps,H,W) from a to b through latent space; the ends are a's and b's reconstructions."""
+    _check_count("steps", steps, 2)
+    za, zb = _latents(run, _pair(run, a, b, seed))
+    t = torch.linspace(0, 1, steps, device=za.device)
+    return _decode(run, mix(za, zb, t, method), snap, progress)
+
+
+def grid(
+    run: Run,
+    corners: Sequence[Ref] | None = None,
+    rows: int = 8,
+    cols: int = 8,
+    method: str = "slerp",
+    snap: bool = False,
+    *,
+    seed: int | None = None,
+    progress: OnProgress | None = None,
+) -> np.ndarray:
+    """rows*cols frames, row by row, blending four corners (top-left, top-right, bottom-left, bottom-right)."""
+    _check_count("rows", rows, 2)
+    _check_count("cols", cols, 2)
+    if corners is None:
+        corners = list(random_frames(run, 4, seed))
+    if len(corners) != 4:
+        raise VqartError(f"a grid needs 4 corner frames (top-left, top-right, bottom-left, bottom-right), got {len(corners)}")
+    tl, tr, bl, br = _latents(run, corners)
+    u = torch.linspace(0, 1, cols, device=tl.device)
+    top, bottom = mix(tl, tr, u, method), mix(bl, br, u, method)
+    v = torch.linspace(0, 1, rows, device=tl.device)
+    z = torch.stack([mix(top[c], bottom[c], v, method) for c in range(cols)], dim=1)  # (rows, cols, D, h, w)
+    return _decode(run, z.flatten(0, 1), snap, progress)
+
+
+def walk(
+    run: Run,
+    keyframes: Sequence[Ref] | None = None,
+    frames: int = 120,
+    seed: int | None = None,
+    *,
+    n_keys: int = 4,
+    source: str = "dataset",
+    method: str = "slerp",
+    snap: bool = False,
+    sampler: str = "auto",
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    progress: OnProgress | None = None,
+) -> np.ndarray:
+    """A seamless loop of `frames` frames through keyframes and back to the first, easing in and out of each.
+
+    Without keyframes, `n_keys` are chosen by the seed: dataset frames (source "dataset") or samples ("sample").
+    """
+    _check_count("frames", frames)
+    if keyframes is None:
+        _check_count("n_keys", n_keys, 2)
+        if source == "dataset":
+            keyframes = list(random_frames(run, n_keys, seed))
+        elif source == "sample":
+            keyframes = list(sample(run, n_keys, sampler=sampler, temperature=temperature, top_k=top_k, seed=seed))
+        else:
+            raise VqartError(f"unknown keyframe source {source!r}; choose dataset or sample")
+    if len(keyframes) < 2:
+        raise VqartError(f"a walk needs at least 2 keyframes, got {len(keyframes)}")
+    z = _latents(run, keyframes)
+    # Frame i sits at position i * n / frames on the closed loop k0 -> k1 -> ... -> k(n-1) -> k0, so the
+    # frame after the last one would be k0 again: the GIF loops without a seam. The cosine ease slows down
+    # into every keyframe, so the speed has no jolt there either.
+    position = torch.arange(frames, dtype=torch.float64) * len(z) / frames
+    segment, t = position.floor().long(), (position - position.floor()).float().to(z.device)
+    t = (1 - torch.cos(math.pi * t)) / 2
+    path = torch.cat(
+        [mix(z[s], z[(s + 1) % len(z)], t[segment == s], method) for s in segment.unique().tolist()]
+    )
+    return _decode(run, path, snap, progress)
+
+
+def motion(
+    run: Run,
+    frames: int = 120,
+    seed: int | None = None,
+    *,
+    start: Ref | None = None,
+    remask: float = 0.15,
+    steps: int = 4,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    progress: OnProgress | None = None,
+) -> np.ndarray:
+    """Dreamed motion: each frame re-masks a fraction of the previous frame's codes and the prior fills them in."""
+    _check_count("frames", frames)
+    _check_count("steps", steps)
+    if not 0 < remask <= 1:
+        raise VqartError(f"remask must be in (0, 1], got {remask}")
+    prior = _cached_prior(run)
+    if prior is None:
+        raise VqartError(f"motion needs a prior; train one with `vqart prior {run.path}`")
+    generator = _generator(run, seed)
+    if start is None:
+        tokens = prior.sample(1, temperature=temperature, top_k=top_k, generator=generator)
+    else:
+        tokens = prior.flatten(run.encode_codes(resolve_frame(run, start)[None]))
+    out = [tokens]
+    for _ in range(frames - 1):
+        if progress:
+            progress(1)
+        unknown = torch.rand(tokens.shape, device=tokens.device, generator=generator) < remask
+        tokens = prior.sample(
+            1, steps=steps, temperature=temperature, top_k=top_k, generator=generator, tokens=tokens, unknown=unknown
+        )
+        out.append(tokens)
+    frames_out = _decode_codes(run, prior.unflatten(torch.cat(out)))
+    if progress:
+        progress(1)
+    return frames_out
+
+
+def dream(
+    run_path: str | Path,
+    out: str | Path,
+    *,
+    mode: str = "walk",
+    frames: int = 120,
+    fps: float = 30,
+    scale: int = 4,
+    smooth: bool = False,
+    seed: int | None = None,
+    a: Ref | None = None,
+    b: Ref | None = None,
+    keys: Sequence[Ref] = (),
+    source: str = "dataset",
+    method: str = "slerp",
+    snap: bool = False,
+    sampler: str = "auto",
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    device: str = "auto",
+) -> Path:
+    """Open a run, generate `frames` frames in `mode` and write them to `out` (.gif .mp4 .png or a folder).
+
+    Everything cheap to check is checked before any model work, so bad input never leaves a partial file.
+    `grid` lays out the largest square that fits in `frames`; `a` and `b` are the interpolation ends
+    (and `a` the first frame of `motion`); `keys` are walk keyframes or the 4 grid corners.
+    """
+    export.check(out, fps, scale)
+    _check_count("--frames", frames)
+    if mode not in MODES:
+        raise VqartError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode == "interpolate" and frames < 2:
+        raise VqartError("--mode interpolate needs --frames of at least 2")
+    side = math.isqrt(frames)
+    if mode == "grid" and side < 2:
+        raise VqartError("--mode grid needs --frames of at least 4 (a 2x2 grid)")
+    run = open_run(run_path, device=device)
+    total = side * side if mode == "grid" else frames
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn(f"dream {mode}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True, disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task(mode, total=total)
+        progress = partial(bar.advance, task)
+        if mode == "sample":
+            result = sample(run, frames, sampler=sampler, temperature=temperature, top_k=top_k, seed=seed, progress=progress)
+        elif mode == "interpolate":
+            result = interpolate(run, a, b, frames, method, snap, seed=seed, progress=progress)
+        elif mode == "walk":
+            result = walk(
+                run, list(keys) or None, frames, seed, source=source, method=method, snap=snap,
+                sampler=sampler, temperature=temperature, top_k=top_k, progress=progress,
+            )
+        elif mode == "grid":
+            if side * side != frames:
+                log.warning("note: --mode grid uses a %dx%d grid (%d frames)", side, side, side * side)
+            result = grid(run, list(keys) or None, side, side, method, snap, seed=seed, progress=progress)
+        else:
+            result = motion(run, frames, seed, start=a, temperature=temperature, top_k=top_k, progress=progress)
+    return export.save(result, out, fps=fps, scale=scale, smooth=smooth)
