@@ -26,7 +26,7 @@ browser: $(VENV)/.installed
 
 demo: setup
 	$(VQART) capture sketches/ --out data/
-	$(VQART) train --data data/ --out $(RUN) --minutes 4
+	$(VQART) train --data data/ --out $(RUN) --minutes 4 --force
 	$(VQART) prior $(RUN) --minutes 1.5
 	$(VQART) dream $(RUN) --mode walk -o $(RUN)/dream.gif
 	$(VQART) dream $(RUN) --mode walk -o $(RUN)/dream.mp4

@@ -24,6 +24,142 @@ def cli() -> None:
     """Teach a small VQ-VAE the motion of p5.js sketches, then sample, interpolate and dream."""
 
 
+@cli.command("capture")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--out", type=click.Path(path_type=str), default="data", show_default=True, help="Frames go to OUT/<sketch>/.")
+@click.option("--frames", type=click.IntRange(min=1), default=240, show_default=True, help="Frames per sketch.")
+@click.option("--fps", type=float, default=30, show_default=True, help="Virtual frame rate: millis() advances 1000/fps per frame.")
+@click.option("--size", default="64", show_default=True, help="Frame size: 64 or WIDTHxHEIGHT (the canvas is scaled to it).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds Math.random, random() and noise().")
+@click.option("--force", is_flag=True, help="Capture again even if an up-to-date capture exists.")
+@click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds a frame (or setup) may take before the sketch is stopped.")
+@click.option("--p5", "p5_major", type=click.Choice(["1", "2"]), default=None, help="p5.js major version (default 2; 1 for '// p5 1' or preload()).")
+def capture_command(paths, out, frames, fps, size, seed, force, timeout, p5_major) -> None:
+    """Capture p5.js sketches (files or folders) headlessly into grayscale PNG frames."""
+    from vqart.capture import capture, parse_size
+
+    results = capture(
+        paths, out, frames=frames, fps=fps, size=parse_size(size), seed=seed, force=force, timeout=timeout,
+        p5=int(p5_major) if p5_major else None,
+    )
+    failed = [r.sketch for r in results if r.status == "failed"]
+    if failed:
+        raise VqartError(f"{len(failed)} of {len(results)} sketches failed: {', '.join(failed)} (see above)")
+
+
+@cli.command("train")
+@click.option("--data", type=click.Path(path_type=str), default=None, help="Frames folder (default data/, or the run's own when resuming).")
+@click.option("--out", type=click.Path(path_type=str), default=None, help="Run folder (default runs/run-DATE-TIME).")
+@click.option("--config", "config_file", type=click.Path(path_type=str), default=None, help="TOML file with [model] and [train] tables.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Maximum epochs.")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None, help="Wall-clock budget; the schedule fits in it.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the run in --out where it stopped.")
+@click.option("--force", is_flag=True, help="Replace the run already in --out.")
+@click.option("--seed", type=int, default=None, help="Random seed (default 0).")
+def train_command(data, out, config_file, epochs, minutes, device, resume, force, seed) -> None:
+    """Train the VQ-VAE on captured frames; prints the run folder."""
+    from vqart.train import train
+
+    run = train(data, out, config=config_file, epochs=epochs, minutes=minutes, device=device, resume=resume,
+                force=force, seed=seed)
+    click.echo(f"run folder: {run}")
+
+
+@cli.command("eval")
+@click.argument("run", type=click.Path(path_type=str))
+@click.option("--data", type=click.Path(path_type=str), default=None, help="Any frames folder (default: the run's validation frames).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def eval_command(run, data, device, as_json) -> None:
+    """Measure a run's reconstructions (MSE, PSNR, SSIM) and codebook use (perplexity, active codes)."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from vqart.metrics import eval_run
+
+    result = eval_run(run, data, device=device)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    table = Table(title=f"{result['run']} on {result['data']} ({result['frames']} frames)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key in ("mse", "psnr", "ssim", "perplexity", "active_codes", "codebook_size"):
+        value = result[key]
+        table.add_row(key, f"{value:.5g}" if isinstance(value, float) else str(value))
+    Console().print(table)
+
+
+@cli.command("serve")
+@click.argument("run", type=click.Path(path_type=str))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (0.0.0.0 exposes it to the network).")
+@click.option("--port", type=click.IntRange(0, 65535), default=5000, show_default=True, help="TCP port (0 picks a free one).")
+@click.option("--allow-origin", "allow_origins", multiple=True, metavar="URL", help="Another page origin allowed to connect (repeatable).")
+def serve_command(run, host, port, allow_origins) -> None:
+    """Serve the live page, the p5.js bridge and the model's Socket.IO events for a run."""
+    from vqart.server import serve
+
+    serve(run, host=host, port=port, allowed_origins=allow_origins)
+
+
+@cli.command("prior")
+@click.argument("run", type=click.Path(path_type=str))
+@click.option("--minutes", type=float, default=1.5, show_default=True, help="Wall-clock training budget.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
+def prior_command(run, minutes, seed, device) -> None:
+    """Train the prior over the run's code grids (for sampling and motion); prints its bits per code."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from vqart.prior import train_prior
+    from vqart.run import open_run
+
+    m = train_prior(open_run(run, device=device), minutes=minutes, seed=seed)
+    table = Table(title=f"prior for {run} ({m['params']:,} params, {m['train_steps']} steps, {m['val_frames']} held-out frames)")
+    table.add_column("held-out bits per code")
+    table.add_column("value", justify="right")
+    table.add_row("prior", f"{m['bits_per_code']:.3f}")
+    table.add_row("unigram (codebook histogram)", f"{m['unigram_bits_per_code']:.3f}")
+    table.add_row("saved by the prior", f"{m['bits_saved']:.0%}")
+    Console().print(table)
+
+
+@cli.command("dream")
+@click.argument("run", type=click.Path(path_type=str))
+@click.option("-o", "--out", required=True, type=click.Path(path_type=str), help="OUT.gif, OUT.mp4, OUT.png (contact sheet) or a folder.")
+@click.option("--mode", type=click.Choice(["sample", "interpolate", "walk", "grid", "motion"]), default="walk", show_default=True)
+@click.option("--frames", type=int, default=120, show_default=True, help="Frames to make (grid: the largest square that fits).")
+@click.option("--fps", type=float, default=30, show_default=True)
+@click.option("--scale", type=int, default=4, show_default=True, help="Upscaling factor.")
+@click.option("--smooth", is_flag=True, help="Bicubic upscaling instead of crisp nearest-neighbour pixels.")
+@click.option("--seed", type=int, default=None, help="Same seed, same dream.")
+@click.option("--a", "a", default=None, metavar="REF", help="Start frame: SKETCH:FRAME or an image file (interpolate, motion).")
+@click.option("--b", "b", default=None, metavar="REF", help="End frame (interpolate).")
+@click.option("--key", "keys", multiple=True, metavar="REF", help="Walk keyframe or grid corner (repeatable).")
+@click.option("--source", type=click.Choice(["dataset", "sample"]), default="dataset", show_default=True, help="Where walk keyframes come from when no --key is given.")
+@click.option("--method", type=click.Choice(["slerp", "lerp"]), default="slerp", show_default=True)
+@click.option("--snap", is_flag=True, help="Snap every interpolated latent to the codebook.")
+@click.option("--sampler", type=click.Choice(["auto", "prior", "unigram"]), default="auto", show_default=True)
+@click.option("--temperature", type=float, default=1.0, show_default=True)
+@click.option("--top-k", type=int, default=None, help="Sample only among the k likeliest codes.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
+def dream_command(run, out, mode, frames, fps, scale, smooth, seed, a, b, keys, source, method, snap, sampler, temperature, top_k, device) -> None:
+    """Generate frames from a run (sample, interpolate, walk, grid, motion) and write a GIF, MP4 or PNGs."""
+    from vqart.generate import dream
+
+    path = dream(
+        run, out, mode=mode, frames=frames, fps=fps, scale=scale, smooth=smooth, seed=seed, a=a, b=b, keys=keys,
+        source=source, method=method, snap=snap, sampler=sampler, temperature=temperature, top_k=top_k, device=device,
+    )
+    files = [path] if path.is_file() else [p for p in path.iterdir() if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    click.echo(f"{path} ({size / 1024:.1f} KiB{f', {len(files)} files' if path.is_dir() else ''})")
+
+
 def main() -> None:
     """Console-script entry point."""
     cli()

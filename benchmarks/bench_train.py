@@ -1,0 +1,128 @@
+"""Training benchmark: vqart's VQ-VAE against the same encoder/decoder with vector-quantize-pytorch, same minutes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import nn
+from vector_quantize_pytorch import VectorQuantize
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # tests/synthetic.py: stand-in sketches while data/ is empty
+
+from vqart.checkpoint import load_checkpoint, load_weights
+from vqart.config import ModelConfig
+from vqart.data import load_frames, split_frames
+from vqart.errors import VqartError
+from vqart.metrics import evaluate
+from vqart.model.vqvae import VQVAE
+from vqart.train import train
+
+TITLE = "Training: vqart VQ-VAE vs vector-quantize-pytorch, same encoder/decoder and minutes (CPU, 64x64)"
+OUT = ROOT / "benchmarks" / "out"
+
+
+class LucidrainsQuantizer(nn.Module):
+    """vector-quantize-pytorch's VectorQuantize (EMA, k-means init, dead-code expiry) behind vqart's quantizer interface."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.vq = VectorQuantize(
+            dim=cfg.code_dim, codebook_size=cfg.codebook_size, decay=cfg.ema_decay, kmeans_init=True,
+            kmeans_iters=cfg.kmeans_iters, threshold_ema_dead_code=2, accept_image_fmap=True, commitment_weight=1.0,
+        )
+        self.layers = [self]  # the training loop reads `recoveries` per level
+        self.recoveries = torch.zeros((), dtype=torch.long)
+
+    def forward(self, z: torch.Tensor):
+        """z (B, D, h, w) -> (z_q, codes (B, 1, h, w), commitment loss, counts (1, K)), like ResidualQuantizer."""
+        with torch.autocast(z.device.type, enabled=False):
+            z_q, codes, commit = self.vq(z.float())
+        counts = torch.bincount(codes.flatten(), minlength=self.vq.codebook_size)[None]
+        return z_q, codes[:, None], commit.sum(), counts
+
+
+class BaselineVQVAE(VQVAE):
+    """vqart's encoder and decoder around the baseline quantizer."""
+
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__(config)
+        self.quantizer = LucidrainsQuantizer(self.config)
+
+
+def _data() -> tuple[Path, str]:
+    """The captured sketches in data/, or (when none are captured yet) synthetic moving shapes."""
+    try:
+        load_frames(ROOT / "data")
+        return ROOT / "data", "bundled sketches"
+    except VqartError:
+        from synthetic import moving_shapes, write_sketch
+
+        folder = Path(tempfile.mkdtemp(prefix="vqart-bench-data-"))
+        for kind in range(6):
+            write_sketch(folder, f"synthetic{kind}", moving_shapes(120, (64, 64), kind))
+        return folder, "synthetic shapes (data/ is empty)"
+
+
+def _train_and_measure(name: str, model_class: type, data: Path, minutes: float) -> dict[str, float]:
+    """Train one variant for `minutes` on CPU, then measure it on the validation frames."""
+    out = OUT / f"train_{name}"
+    shutil.rmtree(out, ignore_errors=True)
+    with mock.patch("vqart.train.VQVAE", model_class):
+        run = train(data, out, minutes=minutes, device="cpu", console=Console(stderr=True))
+    config = json.loads((run / "config.json").read_text())
+    model = model_class(ModelConfig(**config["model"]))
+    load_weights(model, load_checkpoint(run / "checkpoints" / "best.pt")["model"], run)
+    tc = config["train"]
+    _, val = split_frames(load_frames(data), tc["val_fraction"], tc["val_segments"], tc["val_gap"])
+    result = evaluate(model, val, torch.device("cpu"))
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    speeds = [r["images_per_s"] for r in rows[1:]] or [rows[0]["images_per_s"]]  # epoch 1 pays k-means init
+    return {**result, "images_per_s": float(np.median(speeds)), "epochs": len(rows)}
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Train both variants side by side and return the comparison table rows."""
+    minutes = 0.25 if quick else 10.0
+    data, source = _data()
+    ours = _train_and_measure("vqart", VQVAE, data, minutes)
+    base = _train_and_measure("baseline", BaselineVQVAE, data, minutes)
+    k = ours["codebook_size"]
+    where = f"{minutes:g} min CPU on {source}"
+    rows = [
+        {"measure": f"vqart val PSNR ({where})", "value": ours["psnr"], "unit": "dB", "target": ">= 28"},
+        {"measure": "vqart val SSIM", "value": ours["ssim"], "unit": "", "target": ""},
+        {"measure": "vqart active codes (val)", "value": ours["active_codes"], "unit": f"of {k}",
+         "target": f">= {int(np.ceil(0.95 * k))}"},
+        {"measure": "vqart perplexity (val)", "value": ours["perplexity"], "unit": "codes", "target": ">= 90"},
+        {"measure": "vqart training speed, batch 64", "value": ours["images_per_s"], "unit": "images/s",
+         "target": ">= 200"},
+        {"measure": "vqart epochs in the budget", "value": ours["epochs"], "unit": "", "target": ""},
+        {"measure": "baseline (vector-quantize-pytorch) val PSNR", "value": base["psnr"], "unit": "dB", "target": ""},
+        {"measure": "baseline val SSIM", "value": base["ssim"], "unit": "", "target": ""},
+        {"measure": "baseline active codes (val)", "value": base["active_codes"], "unit": f"of {k}", "target": ""},
+        {"measure": "baseline perplexity (val)", "value": base["perplexity"], "unit": "codes", "target": ""},
+        {"measure": "baseline training speed, batch 64", "value": base["images_per_s"], "unit": "images/s",
+         "target": ""},
+        {"measure": "PSNR gain over baseline", "value": ours["psnr"] - base["psnr"], "unit": "dB", "target": ">= 0"},
+        {"measure": "active codes over baseline", "value": ours["active_codes"] - base["active_codes"],
+         "unit": "codes", "target": ">= 0"},
+    ]
+    for row in rows:
+        target = row["target"]
+        row["ok"] = bool(row["value"] >= float(target.split()[-1])) if target else None
+    return rows
+
+
+if __name__ == "__main__":
+    quick = "--quick" in sys.argv
+    for row in run(quick=quick):
+        print(f"{row['measure']:<60} {row['value']:>10.3f} {row['unit']:<10} {row['target']:<8} {row['ok']}")

@@ -1,0 +1,41 @@
+"""Shared fixtures: a small synthetic data/ folder of moving shapes and a run trained on it for a few seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from synthetic import moving_shapes, write_sketch
+
+from vqart.config import Config, ModelConfig, TrainConfig
+
+torch.set_num_threads(1)  # the machine is shared: tests must not grab every core
+
+
+def tiny_config(**train: object) -> Config:
+    """A model and schedule small enough to train in seconds on one CPU thread."""
+    model = ModelConfig(channels=16, res_blocks=1, codebook_size=32, code_dim=16, dead_after=4, kmeans_iters=4)
+    settings = {"epochs": 4, "batch_size": 8, "lr": 5e-3, "warmup_steps": 5, "preview_every": 2,
+                "precision": "fp32", **train}
+    return Config(model=model, train=TrainConfig(**settings))
+
+
+@pytest.fixture(scope="session")
+def frames_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data/ folder with three 64x64 sketches of 40 frames each (real PNGs + manifest.json)."""
+    root = tmp_path_factory.mktemp("data")
+    for kind, name in enumerate(("discs", "boxes", "orbits")):
+        write_sketch(root, name, moving_shapes(40, (64, 64), kind))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(frames_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real run folder trained for a few seconds on `frames_dir`; open it with vqart.run.open_run."""
+    from rich.console import Console
+
+    from vqart.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return train(frames_dir, out, config=tiny_config(), device="cpu", console=Console(stderr=True, quiet=True))

@@ -1,0 +1,63 @@
+"""The run folder contract: what `vqart train` leaves behind and what open_run gives back."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vqart.errors import VqartError
+from vqart.run import open_run
+
+
+def test_run_folder_holds_config_metrics_checkpoints_and_pictures(tiny_run):
+    for name in ("config.json", "metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt",
+                 "training_curve.png", "codebook_usage.png", "previews/epoch_0002.png"):
+        assert (tiny_run / name).is_file(), name
+    rows = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    for key in ("train_loss", "val_loss", "train_recon", "train_commit", "perplexity", "active_codes",
+                "dead_codes", "recoveries", "lr", "beta", "images_per_s", "seconds"):
+        assert key in rows[-1], key
+    assert not list(tiny_run.rglob("*.tmp*")), "a temporary file was left behind"
+
+
+def test_open_run_round_trips_uint8_frames(tiny_run, frames_dir):
+    run = open_run(tiny_run, device="cpu")
+    assert run.frame_size == (64, 64) and run.grid_size == (16, 16)
+    assert run.data_dir == frames_dir.resolve()
+    assert run.code_usage.shape == (run.model.codebook_size,)
+    frames = np.zeros((3, 64, 64), dtype=np.uint8)
+    z = run.encode(frames)
+    assert z.shape == (3, run.config["model"]["code_dim"], 16, 16) and z.dtype == torch.float32
+    codes = run.encode_codes(frames)
+    assert codes.shape == (3, 16, 16) and codes.dtype == torch.long
+    out = run.decode_codes(codes)
+    assert out.shape == (3, 64, 64) and out.dtype == np.uint8
+    np.testing.assert_array_equal(run.decode(run.quantize(z)), out)
+
+
+def test_open_run_refuses_frames_of_another_size_and_missing_runs(tiny_run, tmp_path):
+    run = open_run(tiny_run, device="cpu")
+    with pytest.raises(VqartError, match="expected uint8 frames"):
+        run.encode(np.zeros((1, 32, 32), dtype=np.uint8))
+    with pytest.raises(VqartError, match="not a training run"):
+        open_run(tmp_path)
+
+
+def test_a_residual_run_opens_with_per_level_codes_and_usage(frames_dir, tmp_path):
+    from conftest import tiny_config
+    from rich.console import Console
+
+    from vqart.train import train
+
+    cfg = tiny_config(epochs=1)
+    cfg.model.levels = 2
+    run = open_run(train(frames_dir, tmp_path / "rq", config=cfg, device="cpu", console=Console(quiet=True)), "cpu")
+    assert run.code_usage.shape == (2, 32)
+    frames = np.zeros((2, 64, 64), dtype=np.uint8)
+    codes = run.encode_codes(frames)
+    assert codes.shape == (2, 2, 16, 16)
+    np.testing.assert_array_equal(run.decode_codes(codes), run.decode(run.quantize(run.encode(frames))))
