@@ -61,12 +61,13 @@ def _interrupt_on_call(monkeypatch, target: str, call: int) -> None:
 @pytest.mark.parametrize(("target", "call"), [("evaluate", 2), ("edge_l1", 9)], ids=["epoch-boundary", "mid-epoch"])
 def test_ctrl_c_then_resume_equals_an_uninterrupted_run(frames_dir, tmp_path, monkeypatch, target, call):
     cfg = tiny_config(epochs=3)
+    handler_before = signal.getsignal(signal.SIGINT)
     whole = train(frames_dir, tmp_path / "whole", config=cfg, device="cpu", console=QUIET)
     with monkeypatch.context() as patch:
         _interrupt_on_call(patch, target, call)
         with pytest.raises(KeyboardInterrupt):
             train(frames_dir, tmp_path / "split", config=cfg, device="cpu", console=QUIET)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was put back
+    assert signal.getsignal(signal.SIGINT) is handler_before  # the handler was put back
     stopped = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
     assert stopped["state"]["epoch"] < 3
     split = train(out=tmp_path / "split", device="cpu", resume=True, console=QUIET)

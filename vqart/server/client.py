@@ -11,7 +11,12 @@ class InOrderClient(socketio.Client):
     The stock client hands every Engine.IO message to a new thread, so the binary attachments of one reply
     (vqart sends one per frame) can be reassembled out of order or fail (python-socketio issues #436, #534),
     and each frame costs a thread start. Here messages are handled on the reading thread, in order.
+    It also leaves Ctrl-C alone: the stock client replaces the process's SIGINT handler.
     """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("handle_sigint", False)
+        super().__init__(*args, **kwargs)
 
     def _engineio_client_class(self) -> type:
         base = super()._engineio_client_class()
