@@ -1,13 +1,12 @@
 """Generation benchmark: the prior's held-out bits per code against the unigram baseline, how its samples sit
 relative to the training frames, and frames per second for each mode (CPU, 64x64, batch 1 and 16).
 
-Uses the run in $VQART_BENCH_RUN (copied, so its own prior is left alone); otherwise trains a short run on
-data/ (or synthetic shapes while nothing is captured). Contact sheets of both samplers go to benchmarks/out/.
+Uses a copy (so its own prior is left alone) of $VQART_BENCH_RUN or of the training benchmark's 10-minute
+run; otherwise trains a short run on data/ (or synthetic shapes while nothing is captured). Contact sheets of both samplers go to benchmarks/out/.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import time
@@ -19,41 +18,22 @@ import numpy as np
 import torch
 from rich.console import Console
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # tests/synthetic.py: stand-in sketches while data/ is empty
-
+from common import OUT, bench_data, trained_run
 from vqart import export, generate
 from vqart.config import Config, ModelConfig, TrainConfig
 from vqart.data import load_frames, split_frames
-from vqart.errors import VqartError
 from vqart.prior import train_prior
 from vqart.run import Run, open_run
 from vqart.train import train
 
 TITLE = "Generation: prior vs unigram sampler, sample distances, frames/s per mode (CPU, 64x64)"
-OUT = ROOT / "benchmarks" / "out"
-
-
-def _data(quick: bool) -> Path:
-    """The captured sketches in data/, or synthetic moving shapes when none are captured yet."""
-    try:
-        load_frames(ROOT / "data")
-        return ROOT / "data"
-    except VqartError:
-        from synthetic import moving_shapes, write_sketch
-
-        folder = OUT / "generate_data"
-        shutil.rmtree(folder, ignore_errors=True)
-        for kind in range(3 if quick else 6):
-            write_sketch(folder, f"synthetic{kind}", moving_shapes(60 if quick else 120, (64, 64), kind))
-        return folder
 
 
 def _bench_run(quick: bool) -> Path:
-    """A run folder of our own to train the prior into: a copy of $VQART_BENCH_RUN, or a freshly trained one."""
+    """A run folder of our own to train the prior into: a copy of a trained run, or a freshly trained one."""
     out = OUT / "generate_run"
     shutil.rmtree(out, ignore_errors=True)
-    given = os.environ.get("VQART_BENCH_RUN")
+    given = trained_run(quick)
     if given:
         shutil.copytree(given, out, ignore=shutil.ignore_patterns("prior.*"))
         return out
@@ -61,7 +41,8 @@ def _bench_run(quick: bool) -> Path:
         model=ModelConfig(channels=16, res_blocks=1, codebook_size=32, code_dim=16) if quick else ModelConfig(),
         train=TrainConfig(precision="fp32") if quick else TrainConfig(),
     )
-    return train(_data(quick), out, config=config, minutes=0.05 if quick else 3, device="cpu", console=Console(stderr=True, quiet=True))
+    data, _ = bench_data(OUT / "generate_scratch", sketches=3 if quick else 6, frames=60 if quick else 120)
+    return train(data, out, config=config, minutes=0.05 if quick else 3, device="cpu", console=Console(stderr=True, quiet=True))
 
 
 def _l1(a: np.ndarray, b: np.ndarray) -> torch.Tensor:

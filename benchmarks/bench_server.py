@@ -3,13 +3,13 @@
 Latency of `sample` n=1 (from the pool, and with an explicit seed, computed), of `interpolate` steps=16, and
 16 clients streaming at 30 fps each (walk mode, the live page's default): frames/s held, dropped frames,
 failed requests, how late frames arrive against their schedule, and `sample` latency while they stream.
-Uses the run in $VQART_BENCH_RUN; otherwise trains a short one (full-size model, so latency is realistic).
+Uses $VQART_BENCH_RUN or the training benchmark's 10-minute run; otherwise trains a short one (full-size
+model, so latency is realistic).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -24,12 +24,9 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # tests/synthetic.py: stand-in sketches while data/ is empty
+from common import bench_data, trained_run
 
 from vqart.config import Config, ModelConfig, TrainConfig
-from vqart.data import load_frames
-from vqart.errors import VqartError
 from vqart.server.client import InOrderClient
 from vqart.train import train
 
@@ -38,18 +35,11 @@ STREAMS, FPS = 16, 30
 
 
 def _run_folder(scratch: Path, quick: bool) -> Path:
-    """$VQART_BENCH_RUN, or a run trained briefly on data/ (or synthetic shapes while nothing is captured)."""
-    if os.environ.get("VQART_BENCH_RUN"):
-        return Path(os.environ["VQART_BENCH_RUN"])
-    try:
-        load_frames(ROOT / "data")
-        data = ROOT / "data"
-    except VqartError:
-        from synthetic import moving_shapes, write_sketch
-
-        data = scratch / "data"
-        for kind in range(3):
-            write_sketch(data, f"synthetic{kind}", moving_shapes(60, (64, 64), kind))
+    """A trained run (see common.trained_run), or one trained briefly on data/ (or synthetic shapes)."""
+    given = trained_run(quick)
+    if given:
+        return given
+    data, _ = bench_data(scratch, sketches=3, frames=60)
     model = ModelConfig(channels=16, res_blocks=1, codebook_size=32, code_dim=16) if quick else ModelConfig()
     config = Config(model=model, train=TrainConfig(precision="fp32"))
     return train(data, scratch / "run", config=config, minutes=0.1 if quick else 0.5, device="cpu",

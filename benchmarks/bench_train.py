@@ -15,19 +15,15 @@ from rich.console import Console
 from torch import nn
 from vector_quantize_pytorch import VectorQuantize
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # tests/synthetic.py: stand-in sketches while data/ is empty
-
+from common import OUT, bench_data
 from vqart.checkpoint import load_checkpoint, load_weights
 from vqart.config import ModelConfig
 from vqart.data import load_frames, split_frames
-from vqart.errors import VqartError
 from vqart.metrics import evaluate
 from vqart.model.vqvae import VQVAE
 from vqart.train import train
 
 TITLE = "Training: vqart VQ-VAE vs vector-quantize-pytorch, same encoder/decoder and minutes (CPU, 64x64)"
-OUT = ROOT / "benchmarks" / "out"
 
 
 class LucidrainsQuantizer(nn.Module):
@@ -58,23 +54,9 @@ class BaselineVQVAE(VQVAE):
         self.quantizer = LucidrainsQuantizer(self.config)
 
 
-def _data() -> tuple[Path, str]:
-    """The captured sketches in data/, or (when none are captured yet) synthetic moving shapes."""
-    try:
-        load_frames(ROOT / "data")
-        return ROOT / "data", "bundled sketches"
-    except VqartError:
-        from synthetic import moving_shapes, write_sketch
-
-        folder = Path(tempfile.mkdtemp(prefix="vqart-bench-data-"))
-        for kind in range(6):
-            write_sketch(folder, f"synthetic{kind}", moving_shapes(120, (64, 64), kind))
-        return folder, "synthetic shapes (data/ is empty)"
-
-
-def _train_and_measure(name: str, model_class: type, data: Path, minutes: float) -> dict[str, float]:
+def _train_and_measure(name: str, model_class: type, data: Path, minutes: float, quick: bool) -> dict[str, float]:
     """Train one variant for `minutes` on CPU, then measure it on the validation frames."""
-    out = OUT / f"train_{name}"
+    out = OUT / f"train_{name}{'_quick' if quick else ''}"  # the full vqart run is reused by later benchmarks
     shutil.rmtree(out, ignore_errors=True)
     with mock.patch("vqart.train.VQVAE", model_class):
         run = train(data, out, minutes=minutes, device="cpu", console=Console(stderr=True))
@@ -92,9 +74,9 @@ def _train_and_measure(name: str, model_class: type, data: Path, minutes: float)
 def run(quick: bool = False) -> list[dict]:
     """Train both variants side by side and return the comparison table rows."""
     minutes = 0.25 if quick else 10.0
-    data, source = _data()
-    ours = _train_and_measure("vqart", VQVAE, data, minutes)
-    base = _train_and_measure("baseline", BaselineVQVAE, data, minutes)
+    data, source = bench_data(Path(tempfile.mkdtemp(prefix="vqart-bench-")))
+    ours = _train_and_measure("vqart", VQVAE, data, minutes, quick)
+    base = _train_and_measure("baseline", BaselineVQVAE, data, minutes, quick)
     k = ours["codebook_size"]
     where = f"{minutes:g} min CPU on {source}"
     rows = [

@@ -17,6 +17,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))  # benchmarks/common.py
+# Training first: the later benchmarks reuse its 10-minute run instead of training their own.
+ORDER = ("capture", "train", "generate", "server")
 
 from vqart import atomic  # noqa: E402
 
@@ -27,6 +30,11 @@ def _load(path: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _rank(name: str) -> int:
+    """Position of a benchmark in ORDER (unknown ones last)."""
+    return ORDER.index(name) if name in ORDER else len(ORDER)
 
 
 def _cpu_count() -> int:
@@ -65,7 +73,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a fast smoke run, not for the README")
     args = parser.parse_args()
 
-    paths = sorted(HERE.glob("bench_*.py"))
+    paths = sorted(HERE.glob("bench_*.py"), key=lambda p: (_rank(p.stem.removeprefix("bench_")), p.name))
     if args.names:
         paths = [p for p in paths if p.stem.removeprefix("bench_") in args.names]
     results = {

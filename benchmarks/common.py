@@ -1,0 +1,39 @@
+"""What the benchmarks share: where they write, which frames they train on, which trained run they use."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "out"
+TRAINED_RUN = OUT / "train_vqart"  # the training benchmark's full 10-minute vqart run
+sys.path.insert(0, str(ROOT / "tests"))  # tests/synthetic.py: stand-in sketches while data/ is empty
+
+from vqart.data import load_frames  # noqa: E402
+from vqart.errors import VqartError  # noqa: E402
+
+
+def bench_data(scratch: Path, sketches: int = 6, frames: int = 120) -> tuple[Path, str]:
+    """The captured sketches in data/, or synthetic moving shapes written under `scratch` when none are captured."""
+    try:
+        load_frames(ROOT / "data")
+        return ROOT / "data", "bundled sketches"
+    except VqartError:
+        from synthetic import moving_shapes, write_sketch
+
+        folder = scratch / "synthetic_data"
+        for kind in range(sketches):
+            write_sketch(folder, f"synthetic{kind}", moving_shapes(frames, (64, 64), kind))
+        return folder, "synthetic shapes (data/ is empty)"
+
+
+def trained_run(quick: bool) -> Path | None:
+    """$VQART_BENCH_RUN, else (full runs) the training benchmark's 10-minute run when it exists, else None."""
+    given = os.environ.get("VQART_BENCH_RUN")
+    if given:
+        return Path(given)
+    if not quick and (TRAINED_RUN / "checkpoints" / "best.pt").exists():
+        return TRAINED_RUN
+    return None
