@@ -1,4 +1,4 @@
-"""Shared fixtures: a small synthetic data/ folder of moving shapes and a run trained on it for a few seconds."""
+"""Shared fixtures: a small synthetic data/ folder, a run trained on it for a few seconds, a headless Chromium."""
 
 from __future__ import annotations
 
@@ -39,3 +39,16 @@ def tiny_run(frames_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     return train(frames_dir, out, config=tiny_config(), device="cpu", console=Console(stderr=True, quiet=True))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium for one test module (found and launched as `vqart capture` does)."""
+    from playwright.sync_api import sync_playwright
+
+    from vqart.capture.browser import launch
+
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()

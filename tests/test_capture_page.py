@@ -6,9 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from playwright.sync_api import sync_playwright
 
-from vqart.capture.browser import launch
 from vqart.capture.page import SketchError, SketchPage
 from vqart.capture.sketch import Sketch
 
@@ -48,14 +46,6 @@ function draw() {
 """
 
 
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        b = launch(playwright)
-        yield b
-        b.close()
 
 
 def sketch(folder: Path, name: str, source: str) -> Sketch:

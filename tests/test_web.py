@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
-from vqart.capture.browser import launch
 from vqart.run import open_run
 from vqart.server import create_app, serve_in_background
 
@@ -25,14 +24,6 @@ def server(tiny_run: Path):
     yield f"http://127.0.0.1:{srv.server_port}"
     srv.shutdown()
     app.extensions["vqart"].close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as pw:
-        b = launch(pw)
-        yield b
-        b.close()
 
 
 @pytest.fixture
