@@ -82,9 +82,11 @@ def install() -> int:
         return 0
     if _is_debian() and _is_root():
         print("no Chromium found: installing Debian's chromium", flush=True)
-        if subprocess.run(["apt-get", "install", "-y", "chromium"], check=False).returncode != 0:
-            subprocess.run(["apt-get", "update"], check=False)
-            subprocess.run(["apt-get", "install", "-y", "chromium"], check=False)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}  # CI has no terminal to answer a prompt
+        install = ["apt-get", "install", "-y", "chromium"]
+        if subprocess.run(install, check=False, env=env).returncode != 0:
+            subprocess.run(["apt-get", "update"], check=False, env=env)
+            subprocess.run(install, check=False, env=env)
         path = find_browser()
         if path is not None:
             print(f"browser: {path}")
