@@ -53,24 +53,24 @@ def _check_count(name: str, value: int, least: int = 1) -> None:
         raise VqartError(f"{name} must be a whole number >= {least}, got {value}")
 
 
-def _decode(run: Run, z: torch.Tensor, snap: bool = False, progress: OnProgress | None = None) -> np.ndarray:
-    """Decode latents (N,D,h,w) in batches, optionally snapping each to the codebook first."""
+def _batched(decode: Callable[[torch.Tensor], np.ndarray], items: torch.Tensor, progress: OnProgress | None) -> np.ndarray:
+    """Apply `decode` to DECODE_BATCH items at a time, reporting progress after each batch."""
     out = []
-    for batch in z.split(DECODE_BATCH):
-        out.append(run.decode(run.quantize(batch) if snap else batch))
+    for batch in items.split(DECODE_BATCH):
+        out.append(decode(batch))
         if progress:
             progress(len(batch))
     return np.concatenate(out)
+
+
+def _decode(run: Run, z: torch.Tensor, snap: bool = False, progress: OnProgress | None = None) -> np.ndarray:
+    """Decode latents (N,D,h,w) in batches, optionally snapping each to the codebook first."""
+    return _batched(lambda batch: run.decode(run.quantize(batch) if snap else batch), z, progress)
 
 
 def _decode_codes(run: Run, codes: torch.Tensor, progress: OnProgress | None = None) -> np.ndarray:
     """Decode code grids in batches."""
-    out = []
-    for batch in codes.split(DECODE_BATCH):
-        out.append(run.decode_codes(batch))
-        if progress:
-            progress(len(batch))
-    return np.concatenate(out)
+    return _batched(run.decode_codes, codes, progress)
 
 
 # ---- frames in -------------------------------------------------------------------------------------------
@@ -121,11 +121,16 @@ def resolve_frame(run: Run, ref: Ref) -> np.ndarray:
             raise VqartError(f"{path} is not an image Pillow can read ({err}); give a PNG/JPEG or SKETCH:FRAME") from None
     if ":" not in str(ref):
         raise VqartError(f"{ref!r} is neither an image file nor a SKETCH:FRAME reference like orbits:12")
-    sketch, index = parse_ref(str(ref))
+    return dataset_frame(run, str(ref))
+
+
+def dataset_frame(run: Run, ref: str) -> np.ndarray:
+    """The dataset frame named "sketch:frame", looked up by name only (never as a path: the server relies on it)."""
+    sketch, index = parse_ref(ref)
     frames = dataset_frames(run)
     if sketch not in frames:
         raise VqartError(f"unknown sketch {sketch!r} in {ref!r}; the run's data has {', '.join(sorted(frames))}")
-    if index >= len(frames[sketch]):
+    if not 0 <= index < len(frames[sketch]):
         raise VqartError(f"{ref!r}: sketch {sketch!r} has frames 0..{len(frames[sketch]) - 1}")
     return frames[sketch][index]
 

@@ -71,17 +71,15 @@ class Quantizer(nn.Module):
         self.initialized.fill_(True)
 
     @torch.no_grad()
-    def update_ema(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        """Move counts and sums toward this batch's assignment; return the batch's per-code counts."""
-        counts = torch.bincount(codes, minlength=self.size).to(x.dtype)
+    def update_ema(self, x: torch.Tensor, codes: torch.Tensor, counts: torch.Tensor) -> None:
+        """Move counts and sums toward this batch's assignment (codes (N,), their per-code counts (K,))."""
         sums = torch.zeros_like(self.embed).index_add_(0, codes, x)
         # lerp_ rather than mul_().add_(alpha=...): Inductor on CPU has been seen to drop `alpha`.
-        self.cluster_size.lerp_(counts, 1.0 - self.decay)
+        self.cluster_size.lerp_(counts.to(x.dtype), 1.0 - self.decay)
         self.embed_sum.lerp_(sums, 1.0 - self.decay)
         total = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.eps) / (total + self.size * self.eps) * total
         self.embed.copy_(self.embed_sum / smoothed[:, None])
-        return counts
 
     @torch.no_grad()
     def revive_dead(self, x: torch.Tensor, counts: torch.Tensor) -> int:
@@ -109,7 +107,7 @@ class Quantizer(nn.Module):
         counts = torch.bincount(codes, minlength=self.size)
         vectors = self.embed[codes]  # the codes chosen from the codebook as it was, before this batch moves it
         if learning and finite:
-            self.update_ema(x.detach(), codes)
+            self.update_ema(x.detach(), codes, counts)
             self.revive_dead(x.detach(), counts)
         return vectors, codes, counts
 

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 import numpy as np
 
 from vqart import generate
-from vqart.data import parse_ref
 from vqart.errors import VqartError
 from vqart.prior import PRIOR_FILE
 from vqart.run import Run
@@ -63,13 +62,12 @@ class Engine:
         """A dataset frame named "sketch:frame" (looked up by name, never as a path), or an uploaded image as given."""
         if isinstance(ref, np.ndarray):
             return ref
-        sketch, index = parse_ref(ref)
-        frames = self.sketches.get(sketch)
-        if frames is None:
-            raise PayloadError("not_found", f"no sketch {sketch!r}; known: {sorted(self.sketches)[:20]}")
-        if not 0 <= index < len(frames):
-            raise PayloadError("not_found", f"{sketch} has frames 0..{len(frames) - 1}, not {index}")
-        return frames[index]
+        if not self.sketches:  # the data folder is gone; say so without naming a server path
+            raise PayloadError("not_found", "this server has no dataset frames; send images as endpoints instead")
+        try:
+            return generate.dataset_frame(self.run, ref)
+        except VqartError as err:
+            raise PayloadError("not_found", str(err)) from None
 
     def sample(self, n: int, temperature: float = 1.0, seed: int | None = None, sampler: str = "auto") -> np.ndarray:
         """n samples as uint8 (n, H, W); unseeded default-temperature ones come from the pool when it has them."""
