@@ -124,7 +124,7 @@ def _measure(quick: bool) -> list[dict]:
     torch.manual_seed(0)
     path = _bench_run(quick)
     vq = open_run(path, device="cpu")
-    metrics = train_prior(vq, minutes=0.05 if quick else 2.0, **({"dim": 64, "depth": 2} if quick else {}))
+    metrics = train_prior(vq, minutes=0.05 if quick else 10.0, **({"dim": 64, "depth": 2} if quick else {}))
     tc = vq.config.get("train", {})
     train_frames, val_frames = split_frames(
         load_frames(vq.data_dir), tc.get("val_fraction", 0.1), tc.get("val_segments", 2), tc.get("val_gap", 2)

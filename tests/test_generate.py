@@ -149,6 +149,16 @@ def test_prior_sampler_needs_a_prior(run):
         generate.motion(run, 3)
 
 
+def test_a_prior_from_another_vqart_version_is_refused_with_the_fix(prior_run, tmp_path):
+    copy = tmp_path / "old"
+    shutil.copytree(prior_run.path, copy)
+    saved = torch.load(copy / "prior.pt", weights_only=True)
+    del saved["state"]["row_emb"]  # what a prior written before the grid-aware blocks holds
+    torch.save(saved, copy / "prior.pt")
+    with pytest.raises(VqartError, match=r"another version of vqart; retrain it with `vqart prior"):
+        generate.sample(open_run(copy, device="cpu"), 1, sampler="prior")
+
+
 def test_prior_sampling_and_motion_are_deterministic_by_seed(prior_run):
     first = generate.sample(prior_run, 3, seed=4, temperature=0.8, top_k=5)
     np.testing.assert_array_equal(first, generate.sample(prior_run, 3, seed=4, temperature=0.8, top_k=5))
