@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))  # benchmarks/common.py
 # Training first: the later benchmarks reuse its 10-minute run instead of training their own.
-ORDER = ("capture", "train", "generate", "server")
+ORDER = ("capture", "train", "train_levels", "generate", "server")
 
 from vqart import atomic  # noqa: E402
 
