@@ -6,7 +6,7 @@ import itertools
 
 import torch
 
-from vqart.prior import Prior, PriorConfig, fit, still_masked, unigram_bits_per_code
+from vqart.prior import Block, Prior, PriorConfig, fit, still_masked, unigram_bits_per_code
 
 torch.set_num_threads(1)
 
@@ -95,3 +95,23 @@ def test_levels_are_one_sequence_and_unflatten_back():
     assert tokens.shape == (5, 2 * H * W)
     assert torch.equal(model.unflatten(tokens), grids)
     assert model.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 2 * H * W)
+
+
+def test_block_convolution_mixes_grid_neighbours_only_per_level_on_non_square_grids():
+    # With attention and MLP silenced a block is x + conv(x): a change at (level 1, row 0, col 0) of a 2x3 grid
+    # must reach exactly its 3x3 neighbourhood on that level, so rows and columns are not swapped.
+    levels, h, w, dim = 2, 2, 3, 4
+    torch.manual_seed(0)
+    block = Block(dim, heads=2, dropout=0.0, grid=(levels, h, w)).eval()
+    with torch.no_grad():
+        for layer in (block.proj, block.mlp[2]):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    x = torch.randn(1, levels * h * w, dim)
+    poked = x.clone()
+    poked[0, h * w] += torch.randn(dim)  # level 1, row 0, col 0 (not a constant: LayerNorm would erase it)
+    with torch.no_grad():
+        changed = (block(poked) - block(x)).abs().sum(-1)[0] > 1e-6
+    expected = torch.zeros(levels, h, w, dtype=torch.bool)
+    expected[1, :2, :2] = True
+    assert torch.equal(changed, expected.flatten())
