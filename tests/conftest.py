@@ -15,8 +15,8 @@ torch.set_num_threads(1)  # the machine is shared: tests must not grab every cor
 
 def tiny_config(**train: object) -> Config:
     """A model and schedule small enough to train in seconds on one CPU thread."""
-    model = ModelConfig(channels=16, res_blocks=1, codebook_size=32, code_dim=16, dead_after=4, kmeans_iters=4)
-    settings = {"epochs": 4, "batch_size": 8, "lr": 5e-3, "warmup_steps": 5, "preview_every": 2,
+    model = ModelConfig(channels=16, res_blocks=1, codebook_size=32, code_dim=16, levels=1, dead_after=4, kmeans_iters=4)
+    settings = {"epochs": 4, "batch_size": 8, "lr": 5e-3, "warmup_steps": 5,
                 "precision": "fp32", **train}
     return Config(model=model, train=TrainConfig(**settings))
 
@@ -38,7 +38,7 @@ def tiny_run(frames_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     from vqart.train import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    return train(frames_dir, out, config=tiny_config(), device="cpu", console=Console(stderr=True, quiet=True))
+    return train(frames_dir, out, config=tiny_config(), device="cpu")
 
 
 @pytest.fixture(scope="module")

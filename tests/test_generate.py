@@ -90,11 +90,14 @@ def test_grid_corners_and_walk_keyframes_are_reconstructions(run):
     corners = ["discs:0", "boxes:5", "orbits:10", "discs:30"]
     frames = generate.grid(run, corners, rows=3, cols=4)
     recon = [generate.reconstruct(run, c) for c in corners]
+    # The same latent decoded in a batch of 12 and alone may round a rare pixel differently (oneDNN picks its
+    # convolution kernels by batch size): equal up to one level.
+    same = lambda a, b: np.testing.assert_allclose(a.astype(int), b.astype(int), rtol=0, atol=1)
     for index, expected in zip((0, 3, 8, 11), recon):
-        np.testing.assert_array_equal(frames[index], expected)
+        same(frames[index], expected)
     loop = generate.walk(run, corners[:2], frames=8, method="lerp")
-    np.testing.assert_array_equal(loop[0], recon[0])
-    np.testing.assert_array_equal(loop[4], recon[1])  # halfway round the loop; frame 8 would be frame 0 again
+    same(loop[0], recon[0])
+    same(loop[4], recon[1])  # halfway round the loop; frame 8 would be frame 0 again
     step = lambda i, j: np.abs(loop[i].astype(int) - loop[j].astype(int)).mean()
     assert step(7, 0) < 2 * max(step(i, i + 1) for i in range(7))  # no jump at the seam
 
@@ -265,7 +268,7 @@ def test_residual_levels_are_modelled_whole(frames_dir, tmp_path):
 
     config = tiny_config()
     config.model = replace(config.model, levels=2)
-    path = train(frames_dir, tmp_path / "rq", config=config, device="cpu", console=Console(stderr=True, quiet=True))
+    path = train(frames_dir, tmp_path / "rq", config=config, device="cpu")
     rq = open_run(path, device="cpu")
     metrics = train_prior(rq, minutes=0.03, dim=32, depth=1, heads=2)
     assert metrics["config"]["levels"] == 2 and metrics["bits_per_code"] > 0

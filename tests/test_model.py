@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
 from vqart.config import ModelConfig
 from vqart.errors import VqartError
 from vqart.model.quantizer import Quantizer, ResidualQuantizer, kmeans
-from vqart.model.vqvae import VQVAE
+from vqart.model.vqvae import VAE, VQVAE, build_model
 
 
 def _ready(q: Quantizer, embed: list[list[float]]) -> Quantizer:
@@ -150,17 +152,37 @@ def test_sizes_the_downsampling_does_not_divide_are_refused():
         model.encode(torch.rand(1, 1, 66, 64))
 
 
-def test_bad_model_configs_are_refused():
-    with pytest.raises(VqartError, match="power of two"):
-        VQVAE(ModelConfig(downsample=3))
-    with pytest.raises(VqartError, match="codebook_size"):
-        VQVAE(ModelConfig(codebook_size=1))
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"downsample": 3}, "model.downsample must be a power of two from 2 to 64, got 3"),
+    ({"codebook_size": 1}, "model.codebook_size must be between 2 and 65536, got 1"),
+    ({"levels": 0}, "model.levels must be between 1 and 16, got 0"),
+    ({"levels": 17}, "model.levels must be between 1 and 16, got 17"),
+    ({"quantizer": "fsq"}, "model.quantizer must be one of vq, none, got 'fsq'"),
+    ({"kl_weight": 0.0}, "model.kl_weight must be > 0"),
+])
+def test_impossible_shapes_are_refused_naming_the_key_and_its_range(setting, message):
+    with pytest.raises(VqartError, match=re.escape(message)):
+        build_model(ModelConfig(**setting))
 
 
 def test_decode_codes_refuses_codes_outside_the_codebook():
-    model = VQVAE(ModelConfig(channels=16, res_blocks=1, codebook_size=16, code_dim=8))
+    model = VQVAE(ModelConfig(channels=16, res_blocks=1, codebook_size=16, code_dim=8, levels=2))
     with pytest.raises(VqartError, match=r"codes must lie in \[0, 15\]"):
-        model.decode_codes(torch.full((1, 4, 4), 16))
+        model.decode_codes(torch.full((1, 2, 4, 4), 16))
+    with pytest.raises(VqartError, match="code grids have 1 levels but the model has 2"):
+        model.decode_codes(torch.zeros((1, 4, 4), dtype=torch.long))
+
+
+def test_the_vae_baseline_draws_latents_in_training_and_uses_the_mean_otherwise():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(channels=16, res_blocks=1, code_dim=8, quantizer="none"))
+    assert isinstance(model, VAE) and not model.quantized
+    x = torch.rand(2, 1, 32, 32)
+    a, b = model.train()(x), model(x)
+    assert not torch.equal(a.recon, b.recon) and a.reg > 0 and a.codes is None and a.counts is None
+    model.eval()
+    torch.testing.assert_close(model(x).recon, model.decode(model.encode(x)))
+    assert model.quantize(model.encode(x))[0].shape == (2, 8, 8, 8)
 
 
 def test_normalized_latents_have_unit_length_and_decode_like_their_codes():

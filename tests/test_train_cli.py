@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from synthetic import moving_shapes, write_sketch
 
 from vqart.cli import cli
-from vqart.config import load_config
-from vqart.data import load_frames, parse_ref, split_frames, validation_mask
+from vqart.config import TrainConfig, load_config
+from vqart.data import held_out_masks, load_frames, parse_ref, split_frames
 from vqart.errors import VqartError
 
 
@@ -134,16 +134,30 @@ def test_parse_ref():
             parse_ref(bad)
 
 
-def test_validation_holds_out_whole_time_segments_with_a_gap():
-    train, val = validation_mask(100, 0.1, segments=2, gap=2)
-    assert val.sum() == 10 and not (train & val).any()
-    starts = np.flatnonzero(np.diff(val.astype(int)) == 1) + 1
-    assert len(starts) == 2  # two contiguous blocks
-    for i in np.flatnonzero(val):  # no training frame within `gap` frames of a validation frame
-        assert not train[max(0, i - 2) : i + 3].any()
-    sketches = {"a": moving_shapes(40), "b": moving_shapes(60, kind=1)}
-    t, v = split_frames(sketches, 0.1, 2, 2)
-    assert len(v) == 4 + 6 and t.dtype == np.uint8 and t.shape[1:] == (64, 64)
+def test_held_out_frames_are_whole_time_segments_alternately_selecting_and_testing_with_a_gap():
+    m = held_out_masks(100, 0.2, segments=4, gap=2)
+    assert m["select"].sum() == 10 and m["test"].sum() == 10
+    assert not (m["train"] & (m["select"] | m["test"])).any() and not (m["select"] & m["test"]).any()
+    held = m["select"] | m["test"]
+    starts = np.flatnonzero(np.diff(held.astype(int)) == 1) + 1
+    assert len(starts) == 4  # four contiguous blocks, the first one selecting
+    assert m["select"][starts[0]] and m["test"][starts[1]] and m["select"][starts[2]] and m["test"][starts[3]]
+    for i in np.flatnonzero(held):  # no training frame within `gap` frames of a held-out frame
+        assert not m["train"][max(0, i - 2) : i + 3].any()
+
+
+def test_held_out_twins_of_training_frames_are_dropped_and_reported():
+    looping = np.stack([moving_shapes(20, kind=1) for _ in range(6)]).reshape(120, 64, 64)
+    looping[:, -3:] = 0  # erase the progress line: the sketch now repeats exactly every 20 frames
+    varied = moving_shapes(120, kind=0)
+    split = split_frames({"loop": looping, "varied": varied}, TrainConfig())
+    assert split.dropped["loop"] == {"select": 12, "test": 12} and split.without_held_out() == ["loop"]
+    assert split.dropped["varied"] == {"select": 0, "test": 0}
+    assert len(split.frames("test")) == 12 and (split.labels("test") == 1).all()
+    summary = split.summary()["loop"]
+    assert summary["train"] > 0 and summary["test"] == 0 and summary["dropped_test"] == 12
+    with pytest.raises(VqartError, match="every held-out frame has a twin"):
+        split_frames({"loop": looping}, TrainConfig())
 
 
 def test_train_from_the_command_line_prints_the_run_folder_and_force_replaces_it(frames_dir, tmp_path):

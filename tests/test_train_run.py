@@ -55,7 +55,7 @@ def test_a_residual_run_opens_with_per_level_codes_and_usage(frames_dir, tmp_pat
 
     cfg = tiny_config(epochs=1)
     cfg.model.levels = 2
-    run = open_run(train(frames_dir, tmp_path / "rq", config=cfg, device="cpu", console=Console(quiet=True)), "cpu")
+    run = open_run(train(frames_dir, tmp_path / "rq", config=cfg, device="cpu"), "cpu")
     assert run.code_usage.shape == (2, 32)
     frames = np.zeros((2, 64, 64), dtype=np.uint8)
     codes = run.encode_codes(frames)

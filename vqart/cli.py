@@ -51,18 +51,21 @@ def capture_command(paths, out, frames, fps, size, seed, force, timeout, p5_majo
 @click.option("--data", type=click.Path(path_type=str), default=None, help="Frames folder (default data/, or the run's own when resuming).")
 @click.option("--out", type=click.Path(path_type=str), default=None, help="Run folder (default runs/run-DATE-TIME).")
 @click.option("--config", "config_file", type=click.Path(path_type=str), default=None, help="TOML file with [model] and [train] tables.")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Maximum epochs.")
-@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None, help="Wall-clock budget; the schedule fits in it.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Maximum epochs (over the whole run).")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Wall-clock budget; the schedule fits in it. With --resume: minutes MORE, the cosine refitted to "
+                   "the whole run (an interrupted run carries on along its curve; a finished one warms up again).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
-@click.option("--resume", is_flag=True, help="Continue the run in --out where it stopped.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out where it stopped (Ctrl-C, a crash, --minutes).")
 @click.option("--force", is_flag=True, help="Replace the run already in --out.")
 @click.option("--seed", type=int, default=None, help="Random seed (default 0).")
 def train_command(data, out, config_file, epochs, minutes, device, resume, force, seed) -> None:
     """Train the VQ-VAE on captured frames; prints the run folder."""
+    from vqart.observers import ConsoleReport
     from vqart.train import train
 
     run = train(data, out, config=config_file, epochs=epochs, minutes=minutes, device=device, resume=resume,
-                force=force, seed=seed)
+                force=force, seed=seed, observers=[ConsoleReport()])
     click.echo(f"run folder: {run}")
 
 
@@ -87,10 +90,15 @@ def eval_command(run, data, device, as_json) -> None:
     table = Table(title=f"{result['run']} on {result['data']} ({result['frames']} frames)")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    for key in ("mse", "psnr", "ssim", "perplexity", "active_codes", "codebook_size"):
+    keys = ("mse", "psnr", "ssim", "sharpness", "perplexity", "active_codes", "codebook_size", "levels")
+    for key in (k for k in keys if k in result):
         value = result[key]
         table.add_row(key, f"{value:.5g}" if isinstance(value, float) else str(value))
+    for level, (ppl, active) in enumerate(zip(result.get("perplexity_levels", [])[1:], result.get("active_levels", [])[1:]), 2):
+        table.add_row(f"level {level}: perplexity, active", f"{ppl:.1f}, {active}")
     Console().print(table)
+    for name in result.get("sketches_without_test_frames", []):
+        click.echo(f"note: {name} has no test frames (all were twins of training frames) and is not measured")
 
 
 @cli.command("serve")

@@ -12,36 +12,43 @@ import tomllib
 from vqart.errors import VqartError
 
 
+QUANTIZERS = ("vq", "none")
+
+
 @dataclass
 class ModelConfig:
-    """Shape of the VQ-VAE and the behaviour of its codebook."""
+    """Shape of the autoencoder and the behaviour of its bottleneck (a residual EMA codebook, or a Gaussian)."""
 
     channels: int = 64  # width of the residual trunk at the code grid's resolution
     res_blocks: int = 2
     downsample: int = 4  # total factor, a power of two: 64x64 frames -> 16x16 codes
+    quantizer: str = "vq"  # "vq": residual EMA codebooks; "none": a Gaussian latent with a KL term (the VAE baseline)
     codebook_size: int = 128
     code_dim: int = 64
-    levels: int = 1  # >1: residual quantization, each level its own codebook
+    levels: int = 8  # residual quantization: each grid position is the sum of one code per level
     ema_decay: float = 0.95
     ema_eps: float = 1e-5  # Laplace smoothing of the EMA counts
     kmeans_iters: int = 10
     dead_after: int = 10  # steps a code may go unused before it is re-seeded from encoder outputs
     normalize: bool = True  # l2-normalise latents before lookup: measured here to lift perplexity 74 -> 107
+    kl_weight: float = 0.01  # quantizer "none": KL (per pixel) against N(0, I), as 2 sigma^2 of a Gaussian decoder
 
     def validate(self) -> None:
-        """Raise VqartError when a value cannot build a model."""
+        """Raise VqartError naming the key and its valid range when a value cannot build a model."""
         ds = self.downsample
-        if ds < 2 or ds & (ds - 1):
-            raise VqartError(f"model.downsample must be a power of two >= 2, got {ds}")
-        for name in ("channels", "code_dim", "levels", "kmeans_iters", "dead_after"):
-            if getattr(self, name) < 1:
-                raise VqartError(f"model.{name} must be >= 1, got {getattr(self, name)}")
-        if self.codebook_size < 2:
-            raise VqartError(f"model.codebook_size must be >= 2, got {self.codebook_size}")
-        if self.res_blocks < 0:
-            raise VqartError(f"model.res_blocks must be >= 0, got {self.res_blocks}")
+        if ds < 2 or ds & (ds - 1) or ds > 64:
+            raise VqartError(f"model.downsample must be a power of two from 2 to 64, got {ds}")
+        if self.quantizer not in QUANTIZERS:
+            raise VqartError(f"model.quantizer must be one of {', '.join(QUANTIZERS)}, got {self.quantizer!r}")
+        ranges = {"channels": (8, 1024), "code_dim": (1, 1024), "levels": (1, 16), "kmeans_iters": (1, 100),
+                  "dead_after": (1, 10**6), "codebook_size": (2, 65536), "res_blocks": (0, 32)}
+        for name, (lo, hi) in ranges.items():
+            if not lo <= getattr(self, name) <= hi:
+                raise VqartError(f"model.{name} must be between {lo} and {hi}, got {getattr(self, name)}")
         if not 0.0 < self.ema_decay < 1.0:
             raise VqartError(f"model.ema_decay must be in (0, 1), got {self.ema_decay}")
+        if not self.kl_weight > 0:
+            raise VqartError(f"model.kl_weight must be > 0, got {self.kl_weight}")
 
 
 @dataclass
@@ -60,10 +67,11 @@ class TrainConfig:
     beta_end: float = 0.25
     beta_warmup_epochs: int = 30
     edge_weight: float = 0.1  # L1 between image gradients: keeps lines crisp
-    val_fraction: float = 0.1
-    val_segments: int = 2  # held-out time segments per sketch
+    val_fraction: float = 0.2  # held out per sketch: half chooses checkpoints ("select"), half is reported ("test")
+    val_segments: int = 4  # held-out time segments per sketch, alternately select and test
     val_gap: int = 2  # frames dropped on each side of a held-out segment (near-duplicates)
-    preview_every: int = 5
+    twin_threshold: float = 1.0  # held-out frames this close (mean abs. difference, 0-255) to a training frame are dropped
+    checkpoint_seconds: float = 60.0  # a resumable checkpoint at least this often, mid-epoch too
     precision: str = "auto"  # auto | fp32 | bf16
     nan_limit: int = 3  # non-finite steps in a row before restoring the last good state
     seed: int = 0
@@ -80,6 +88,10 @@ class TrainConfig:
             raise VqartError(f"train.precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.lr <= 0:
             raise VqartError(f"train.lr must be > 0, got {self.lr}")
+        if self.val_segments < 1 or self.val_gap < 0 or self.twin_threshold < 0:
+            raise VqartError("train.val_segments must be >= 1, train.val_gap and train.twin_threshold >= 0")
+        if not self.checkpoint_seconds > 0:
+            raise VqartError(f"train.checkpoint_seconds must be > 0, got {self.checkpoint_seconds}")
 
 
 @dataclass

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vqart.data import load_frames, split_frames
+from vqart.data import load_frames
 from vqart.errors import VqartError
 
 
@@ -53,6 +53,13 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5)
     return s.flatten(1).mean(1)
 
 
+def gradient_magnitude(images: torch.Tensor) -> torch.Tensor:
+    """Mean image-gradient magnitude per image of (B, 1, H, W): a sharpness measure (blur lowers it)."""
+    dx = images[..., :-1, 1:] - images[..., :-1, :-1]
+    dy = images[..., 1:, :-1] - images[..., :-1, :-1]
+    return (dx.pow(2) + dy.pow(2)).sqrt().flatten(1).mean(1)
+
+
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
@@ -61,12 +68,17 @@ def evaluate(
     dtype: torch.dtype | None = None,
     batch_size: int = 256,
 ) -> dict[str, Any]:
-    """Reconstruct uint8 frames (N, H, W) with `model` in eval mode; return quality and codebook measures."""
+    """Reconstruct uint8 frames (N, H, W) with `model` in eval mode; return quality and codebook measures.
+
+    `sharpness` is the mean image-gradient magnitude of the reconstructions over that of the frames: < 1 is blur.
+    """
     was_training = model.training
     model.eval()
     n = len(frames)
-    sums = {"mse": 0.0, "ssim": 0.0, "commit": 0.0, "edge": 0.0}
-    counts = torch.zeros(model.levels, model.codebook_size, dtype=torch.long, device=device)
+    if n == 0:
+        raise VqartError("no frames to evaluate on")
+    sums = {"mse": 0.0, "ssim": 0.0, "reg": 0.0, "edge": 0.0, "grad_recon": 0.0, "grad_frames": 0.0}
+    counts = torch.zeros(model.levels, model.codebook_size, dtype=torch.long, device=device) if model.quantized else None
     for i in range(0, n, batch_size):
         x = torch.from_numpy(frames[i : i + batch_size]).to(device)[:, None].float() / 255.0
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
@@ -75,46 +87,55 @@ def evaluate(
         b = len(x)
         sums["mse"] += float(F.mse_loss(recon, x, reduction="sum")) / x[0].numel()
         sums["ssim"] += float(ssim(recon, x).sum())
-        sums["commit"] += float(out.commit) * b
+        sums["reg"] += float(out.reg) * b
         sums["edge"] += float(edge_l1(recon, x)) * b
-        counts += out.counts
+        sums["grad_recon"] += float(gradient_magnitude(recon).sum())
+        sums["grad_frames"] += float(gradient_magnitude(x).sum())
+        if counts is not None:
+            counts += out.counts
     model.train(was_training)
     mean = {k: v / n for k, v in sums.items()}
+    result = {
+        "mse": mean["mse"], "psnr": psnr(mean["mse"]), "ssim": mean["ssim"], "edge": mean["edge"],
+        "sharpness": mean["grad_recon"] / max(mean["grad_frames"], 1e-12), "frames": n, "quantizer": "vq",
+    }
+    if counts is None:
+        return {**result, "kl": mean["reg"], "quantizer": "none"}
     per_level = [perplexity(c) for c in counts]
     return {
-        "mse": mean["mse"],
-        "psnr": psnr(mean["mse"]),
-        "ssim": mean["ssim"],
-        "commit": mean["commit"],
-        "edge": mean["edge"],
+        **result,
+        "commit": mean["reg"],
         "perplexity": per_level[0],
         "active_codes": int((counts[0] > 0).sum()),
         "codebook_size": model.codebook_size,
-        "frames": n,
-        **({"perplexity_levels": per_level} if model.levels > 1 else {}),
-        "usage": counts[0].cpu().numpy(),
+        "levels": model.levels,
+        "perplexity_levels": per_level,
+        "active_levels": [int((c > 0).sum()) for c in counts],
+        "usage": counts.cpu().numpy(),  # (L, K)
     }
 
 
 def eval_run(run_path: str | Path, data: str | Path | None = None, device: str = "auto") -> dict[str, Any]:
-    """Measure a trained run on its validation frames, or on every frame under `data`."""
+    """Measure a trained run on its test frames (which chose nothing), or on every frame under `data`."""
     from vqart.run import open_run
 
     run = open_run(run_path, device=device)
     if data is None:
-        train_cfg = run.config["train"]
-        _, frames = split_frames(
-            load_frames(run.data_dir), train_cfg["val_fraction"], train_cfg["val_segments"], train_cfg["val_gap"]
-        )
-        source = f"validation frames of {run.data_dir}"
+        split = run.split()
+        frames = split.frames("test")
+        source = f"test frames of {run.data_dir}"
+        if not len(frames):
+            raise VqartError(f"the run's data {run.data_dir} has no test frames left (all were twins of training "
+                             "frames); evaluate on another folder with --data")
+        skipped = split.without_held_out()
     else:
         frames = np.concatenate(list(load_frames(data).values()))
-        source = str(data)
+        source, skipped = str(data), []
     if frames.shape[1:] != run.frame_size:
         h, w = run.frame_size
         raise VqartError(
             f"frames in {source} are {frames.shape[2]}x{frames.shape[1]} but the model was trained on {w}x{h}"
         )
     result = evaluate(run.model, frames, run.device)
-    result.pop("usage")
-    return {"run": str(run.path), "data": source, **result}
+    result.pop("usage", None)
+    return {"run": str(run.path), "data": source, "sketches_without_test_frames": skipped, **result}

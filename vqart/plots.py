@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from vqart.atomic import write_bytes
 
@@ -42,33 +42,65 @@ def _save_figure(fig: plt.Figure, path: str | Path) -> None:
     write_bytes(path, buf.getvalue())
 
 
+def progression_sheet(originals: np.ndarray, rows: list[np.ndarray], epochs: list[int], scale: int = 2,
+                      pad: int = 2) -> np.ndarray:
+    """The same frames (top row) reconstructed at successive epochs, one row per epoch, labelled on the left."""
+    n, h, w = originals.shape
+    label = 40
+    sheet = np.full(((len(rows) + 1) * (h + pad) + pad, label + n * (w + pad) + pad), 255, dtype=np.uint8)
+    for r, frames in enumerate([originals, *rows]):
+        for i, frame in enumerate(frames):
+            y, x = pad + r * (h + pad), label + pad + i * (w + pad)
+            sheet[y : y + h, x : x + w] = frame
+    image = Image.fromarray(sheet, mode="L")
+    draw = ImageDraw.Draw(image)
+    for r, text in enumerate(["frames", *(f"ep {e}" for e in epochs)]):
+        draw.text((2, pad + r * (h + pad) + h // 2 - 5), text, fill=0)
+    return np.kron(np.asarray(image), np.ones((scale, scale), dtype=np.uint8))
+
+
 def training_curve(rows: list[dict[str, Any]], path: str | Path) -> None:
-    """Loss (train/val) and codebook health (perplexity, active codes) per epoch."""
+    """Reconstruction (train/select) and the bottleneck's health (perplexity and active codes, or the KL) per epoch."""
     epochs = [r["epoch"] for r in rows]
     fig, (ax_loss, ax_codes) = plt.subplots(1, 2, figsize=(11, 4))
     ax_loss.plot(epochs, [r["train_recon"] for r in rows], label="train MSE")
-    ax_loss.plot(epochs, [r["val_mse"] for r in rows], label="val MSE")
+    ax_loss.plot(epochs, [r["val_mse"] for r in rows], label="select MSE")
     ax_loss.set_yscale("log")
     ax_loss.set_xlabel("epoch")
-    ax_loss.set_title(f"reconstruction (best val PSNR {max(r['val_psnr'] for r in rows):.1f} dB)")
+    ax_loss.set_title(f"reconstruction (best select PSNR {max(r['val_psnr'] for r in rows):.1f} dB)")
     ax_loss.legend()
-    ax_codes.plot(epochs, [r["perplexity"] for r in rows], label="val perplexity")
-    ax_codes.plot(epochs, [r["active_codes"] for r in rows], label="val active codes")
+    if "perplexity_levels" in rows[-1]:
+        for level in range(len(rows[-1]["perplexity_levels"])):
+            ax_codes.plot(epochs, [r["perplexity_levels"][level] for r in rows], lw=1, label=f"perplexity, level {level + 1}")
+        ax_codes.plot(epochs, [r["active_codes"] for r in rows], "k--", label="active codes, level 1")
+        ax_codes.set_title("codebook health (select frames)")
+        ax_codes.legend(fontsize=7, ncol=2)
+    else:
+        ax_codes.plot(epochs, [r["train_kl"] for r in rows], label="KL per pixel (train)")
+        ax_codes.set_title("Gaussian latent")
+        ax_codes.legend()
     ax_codes.set_xlabel("epoch")
-    ax_codes.set_title("codebook health")
-    ax_codes.legend()
     _save_figure(fig, path)
 
 
 def codebook_usage(counts: np.ndarray, path: str | Path) -> None:
-    """Per-code usage on the validation frames, most used first."""
-    counts = np.sort(np.asarray(counts, dtype=np.float64))[::-1]
-    share = counts / max(counts.sum(), 1.0)
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    ax.bar(np.arange(len(share)), share, width=1.0)
-    ax.axhline(1.0 / len(share), color="k", lw=0.8, ls="--", label="uniform")
-    ax.set_xlabel("code (sorted by use)")
-    ax.set_ylabel("share of grid cells")
-    ax.set_title(f"codebook usage: {(counts > 0).sum()}/{len(counts)} codes active")
-    ax.legend()
+    """Per-code usage on the select frames, most used first: one panel per level."""
+    counts = np.asarray(counts, dtype=np.float64).reshape(-1, np.shape(counts)[-1])
+    levels = len(counts)
+    cols = min(levels, 4)
+    rows = -(-levels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), squeeze=False)
+    for level, ax in enumerate(axes.flat):
+        if level >= levels:
+            ax.axis("off")
+            continue
+        sorted_counts = np.sort(counts[level])[::-1]
+        share = sorted_counts / max(sorted_counts.sum(), 1.0)
+        ax.bar(np.arange(len(share)), share, width=1.0)
+        ax.axhline(1.0 / len(share), color="k", lw=0.8, ls="--")
+        ax.set_title(f"level {level + 1}: {(sorted_counts > 0).sum()}/{len(share)} codes active", fontsize=9)
+        ax.tick_params(labelsize=7)
+    fig.supxlabel("code (sorted by use); dashed: uniform")
+    fig.supylabel("share of grid cells")
+    fig.tight_layout()
     _save_figure(fig, path)

@@ -34,7 +34,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
 from vqart.atomic import atomic_path, write_json
-from vqart.data import load_frames, split_frames
 from vqart.errors import VqartError
 from vqart.run import Run
 
@@ -316,11 +315,8 @@ def train_prior(
         raise VqartError(f"--minutes must be > 0, got {minutes}")
     if dim % heads:
         raise VqartError(f"the prior's dim ({dim}) must be a multiple of its heads ({heads})")
-    tc = run.config.get("train", {})
-    train_frames, val_frames = split_frames(
-        load_frames(run.data_dir), tc.get("val_fraction", 0.1), tc.get("val_segments", 2), tc.get("val_gap", 2)
-    )
-    train, val = encode_tokens(run, train_frames), encode_tokens(run, val_frames)
+    split = run.split()
+    train, val, test = (encode_tokens(run, split.frames(part)) for part in ("train", "select", "test"))
     (h, w), k, levels = run.grid_size, run.model.codebook_size, run.model.levels
     cfg = PriorConfig(k, levels, h, w, dim=dim, depth=depth, heads=heads)
     torch.manual_seed(seed)
@@ -336,8 +332,8 @@ def train_prior(
             model, train, val, seconds=seconds, batch_size=batch_size, lr=lr, seed=seed,
             on_step=lambda t, loss: bar.update(task, completed=t, description=f"loss {loss:.3f}"),
         )
-    prior_bits = model.bits_per_code(val, steps=steps)
-    unigram_bits = unigram_bits_per_code(train, val, k, levels)
+    prior_bits = model.bits_per_code(test, steps=steps)
+    unigram_bits = unigram_bits_per_code(train, test, k, levels)
     metrics = {
         "bits_per_code": prior_bits,
         "unigram_bits_per_code": unigram_bits,
@@ -346,8 +342,8 @@ def train_prior(
         "train_steps": history["steps"],
         "final_loss": float(np.mean(history["loss"][-50:])) if history["loss"] else None,
         "params": sum(p.numel() for p in model.parameters()),
-        "train_frames": len(train_frames),
-        "val_frames": len(val_frames),
+        "train_frames": len(train),
+        "val_frames": len(test),
         "minutes": minutes,
         "seed": seed,
         "config": asdict(cfg),

@@ -12,9 +12,10 @@ import torch
 
 from vqart.checkpoint import load_checkpoint, load_weights
 from vqart.config import config_from_dict
+from vqart.data import Split, load_frames, split_frames
 from vqart.device import pick_device
 from vqart.errors import VqartError
-from vqart.model.vqvae import VQVAE
+from vqart.model.vqvae import VAE, VQVAE, build_model
 
 _BATCH = 256  # frames per forward pass: bounds memory for long inputs
 
@@ -24,13 +25,30 @@ class Run:
     """A trained model and what it was trained on. Not thread-safe: callers serialise access."""
 
     path: Path
-    model: VQVAE
+    model: VQVAE | VAE
     config: dict[str, Any]
     device: torch.device
     frame_size: tuple[int, int]
     grid_size: tuple[int, int]
     data_dir: Path
-    code_usage: np.ndarray  # EMA counts per code: (K,), or (L, K) with residual levels
+    code_usage: np.ndarray | None  # EMA counts per code: (K,), or (L, K) with residual levels; None for a VAE
+
+    @property
+    def quantized(self) -> bool:
+        """True for a VQ-VAE (codes, codebooks, priors), False for the Gaussian VAE baseline."""
+        return self.model.quantized
+
+    def require_codes(self, what: str) -> None:
+        """VqartError for a VAE run asked for something only codes give (priors, code grids, codebook views)."""
+        if not self.quantized:
+            raise VqartError(
+                f"{self.path} is a VAE (quantizer = \"none\"): it has no codes, so {what} does not apply; "
+                "its samples come from N(0, I) (vqart dream --mode sample)"
+            )
+
+    def split(self) -> Split:
+        """The run's own train/select/test split of its data folder."""
+        return split_frames(load_frames(self.data_dir), self.config.get("train", {}))
 
     def _images(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 (N, H, W) -> float (N, 1, H, W) in [0, 1] on the run's device, checking the size."""
@@ -49,6 +67,7 @@ class Run:
     @torch.no_grad()
     def encode_codes(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 frames (N, H, W) -> codes (N, h, w), or (N, L, h, w) for residual levels."""
+        self.require_codes("encoding frames to codes")
         z = self.encode(frames)
         return torch.cat([self.model.quantize(z[i : i + _BATCH])[1] for i in range(0, len(z), _BATCH)])
 
@@ -72,14 +91,17 @@ class Run:
     @torch.no_grad()
     def decode_codes(self, codes: torch.Tensor) -> np.ndarray:
         """Codes (N, h, w) or (N, L, h, w) -> uint8 frames (N, H, W)."""
+        self.require_codes("decoding code grids")
         codes = torch.as_tensor(codes, device=self.device).long()
         return np.concatenate(
             [self._to_uint8(self.model.decode_codes(codes[i : i + _BATCH])) for i in range(0, len(codes), _BATCH)]
         )
 
 
-def _usage(model: VQVAE) -> np.ndarray:
-    """EMA code counts: (K,) for plain VQ, (L, K) with residual levels."""
+def _usage(model: VQVAE | VAE) -> np.ndarray | None:
+    """EMA code counts: (K,) for plain VQ, (L, K) with residual levels, None for a VAE."""
+    if not model.quantized:
+        return None
     usage = torch.stack([layer.cluster_size for layer in model.quantizer.layers]).cpu().numpy().astype(np.float64)
     return usage[0] if model.levels == 1 else usage
 
@@ -103,7 +125,7 @@ def open_run(path: str | Path, device: str = "auto", checkpoint: str = "best") -
     if checkpoint == "best" and not ckpt_file.is_file():
         ckpt_file = path / "checkpoints" / "last.pt"  # a run interrupted before its first validation
     state = load_checkpoint(ckpt_file, map_location=dev)
-    model = VQVAE(model_config).to(dev)
+    model = build_model(model_config).to(dev)
     load_weights(model, state["model"], ckpt_file)
     model.eval()
     ds = model.downsample

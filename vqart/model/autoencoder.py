@@ -31,16 +31,16 @@ def widths(channels: int, downsample: int) -> list[int]:
 
 
 class Encoder(nn.Module):
-    """(B, 1, H, W) in [0, 1] -> (B, code_dim, H/ds, W/ds)."""
+    """(B, 1, H, W) in [0, 1] -> (B, out_dim, H/ds, W/ds)."""
 
-    def __init__(self, channels: int, res_blocks: int, downsample: int, code_dim: int):
+    def __init__(self, channels: int, res_blocks: int, downsample: int, out_dim: int):
         super().__init__()
         w = widths(channels, downsample)
         layers: list[nn.Module] = [nn.Conv2d(1, w[0], 3, padding=1)]
         for cin, cout in pairwise(w):
             layers += [nn.SiLU(), nn.Conv2d(cin, cout, 4, stride=2, padding=1)]
         layers += [ResBlock(w[-1]) for _ in range(res_blocks)]
-        layers += [nn.SiLU(), nn.Conv2d(w[-1], code_dim, 1)]
+        layers += [nn.SiLU(), nn.Conv2d(w[-1], out_dim, 1)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

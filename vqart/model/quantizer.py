@@ -59,6 +59,7 @@ class Quantizer(nn.Module):
         self.register_buffer("unused_steps", torch.zeros(size, dtype=torch.long))
         self.register_buffer("recoveries", torch.zeros((), dtype=torch.long))
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+        self.reseed_requested = False  # set between steps: the next training step re-seeds every code it left unused
 
     @torch.no_grad()
     def init_kmeans(self, x: torch.Tensor) -> None:
@@ -83,9 +84,12 @@ class Quantizer(nn.Module):
 
     @torch.no_grad()
     def revive_dead(self, x: torch.Tensor, counts: torch.Tensor) -> int:
-        """Re-seed codes unused for `dead_after` steps with random recent encoder outputs; return how many."""
+        """Re-seed codes unused for `dead_after` steps (or, when asked, unused in this step) with random recent
+        encoder outputs; return how many."""
         self.unused_steps.add_(1).masked_fill_(counts > 0, 0)
-        dead = (self.unused_steps >= self.dead_after).nonzero().squeeze(1)
+        after = 1 if self.reseed_requested else self.dead_after
+        self.reseed_requested = False
+        dead = (self.unused_steps >= after).nonzero().squeeze(1)
         if len(dead) == 0:
             return 0
         pick = torch.randint(len(x), (len(dead),), device=x.device)
