@@ -156,7 +156,7 @@ def test_a_prior_from_another_vqart_version_is_refused_with_the_fix(prior_run, t
     copy = tmp_path / "old"
     shutil.copytree(prior_run.path, copy)
     saved = torch.load(copy / "prior.pt", weights_only=True)
-    del saved["state"]["row_emb"]  # what a prior written before the grid-aware blocks holds
+    del saved["format"]  # what a prior written before the depth head (vqart 0.1) holds
     torch.save(saved, copy / "prior.pt")
     with pytest.raises(VqartError, match=r"another version of vqart; retrain it with `vqart prior"):
         generate.sample(open_run(copy, device="cpu"), 1, sampler="prior")
@@ -261,7 +261,6 @@ def test_residual_levels_are_modelled_whole(frames_dir, tmp_path):
     from dataclasses import replace
 
     from conftest import tiny_config
-    from rich.console import Console
 
     from vqart.prior import load_prior, train_prior
     from vqart.train import train
@@ -272,7 +271,10 @@ def test_residual_levels_are_modelled_whole(frames_dir, tmp_path):
     rq = open_run(path, device="cpu")
     metrics = train_prior(rq, minutes=0.03, dim=32, depth=1, heads=2)
     assert metrics["config"]["levels"] == 2 and metrics["bits_per_code"] > 0
-    assert load_prior(rq).seq_len == 2 * 16 * 16
+    assert len(metrics["bits_per_level"]) == len(metrics["baseline_bits_per_level"]) == 2
+    assert metrics["bits_per_frame"] == pytest.approx(sum(metrics["bits_per_level"]) * 16 * 16)
+    prior = load_prior(rq)
+    assert prior.cells == 16 * 16 and prior.cfg.levels == 2
     assert generate.sample_codes(rq, 2, seed=0).shape == (2, 2, 16, 16)
     assert generate.sample(rq, 2, seed=0).shape == (2, 64, 64)
     assert generate.motion(rq, 3, seed=0).shape == (3, 64, 64)

@@ -33,14 +33,16 @@ def cli() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seeds Math.random, random() and noise().")
 @click.option("--force", is_flag=True, help="Capture again even if an up-to-date capture exists.")
 @click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds a frame (or setup) may take before the sketch is stopped.")
-@click.option("--p5", "p5_major", type=click.Choice(["1", "2"]), default=None, help="p5.js major version (default 2; 1 for '// p5 1' or preload()).")
+@click.option("--p5", "p5_major", type=click.Choice(["auto", "1", "2"]), default="auto", show_default=True,
+              help="p5.js major version. auto: 2.x, or 1.x for '// p5 1', a preload(), or a sketch that fails under "
+                   "2.x on an API 2.x removed (retried).")
 def capture_command(paths, out, frames, fps, size, seed, force, timeout, p5_major) -> None:
     """Capture p5.js sketches (files or folders) headlessly into grayscale PNG frames."""
     from vqart.capture import capture, parse_size
 
     results = capture(
         paths, out, frames=frames, fps=fps, size=parse_size(size), seed=seed, force=force, timeout=timeout,
-        p5=int(p5_major) if p5_major else None,
+        p5=p5_major if p5_major == "auto" else int(p5_major),
     )
     failed = [r.sketch for r in results if r.status == "failed"]
     if failed:
@@ -119,20 +121,38 @@ def serve_command(run, host, port, allow_origins) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
 def prior_command(run, minutes, seed, device) -> None:
-    """Train the prior over the run's code grids (for sampling and motion); prints its bits per code."""
+    """Train the prior over the run's code grids (for sampling and motion); prints its bits against the baseline."""
     from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
     from vqart.prior import train_prior
     from vqart.run import open_run
 
-    m = train_prior(open_run(run, device=device), minutes=minutes, seed=seed)
-    table = Table(title=f"prior for {run} ({m['params']:,} params, {m['train_steps']} steps, {m['val_frames']} held-out frames)")
-    table.add_column("held-out bits per code")
-    table.add_column("value", justify="right")
-    table.add_row("prior", f"{m['bits_per_code']:.3f}")
-    table.add_row("unigram (codebook histogram)", f"{m['unigram_bits_per_code']:.3f}")
-    table.add_row("saved by the prior", f"{m['bits_saved']:.0%}")
+    opened = open_run(run, device=device)
+    console = Console(stderr=True)
+    columns = (TextColumn("prior"), BarColumn(), TextColumn("{task.description}"), TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=not console.is_terminal, transient=True) as bar:
+        task = bar.add_task("", total=minutes * 60)
+        m = train_prior(opened, minutes=minutes, seed=seed, on_step=lambda t, loss: bar.update(
+            task, completed=t, description=f"loss {loss:.3f}"))
+    _bits_table(f"prior for {run} ({m['params']:,} params, {m['train_steps']} steps, {m['held_out_frames']} "
+                f"{m['held_out']} frames)", m, "unigram (one code histogram per level)")
+
+
+def _bits_table(title: str, m: dict, baseline: str) -> None:
+    """Print a prior's held-out bits against its baseline: per frame, per code, per level."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("held-out bits", "prior", baseline):
+        table.add_column(column, justify="right")
+    table.add_row("per frame", f"{m['bits_per_frame']:.0f}", f"{m['baseline_bits_per_frame']:.0f}")
+    table.add_row("per code", f"{m['bits_per_code']:.3f}", f"{m['baseline_bits_per_code']:.3f}")
+    for level, (ours, base) in enumerate(zip(m["bits_per_level"], m["baseline_bits_per_level"]), 1):
+        table.add_row(f"per code, level {level}", f"{ours:.3f}", f"{base:.3f}")
+    table.add_row("saved by the prior", f"{m['bits_saved']:.0%}", "")
     Console().print(table)
 
 

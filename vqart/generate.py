@@ -29,7 +29,8 @@ from rich.progress import (
 from vqart import export
 from vqart.data import load_frames, parse_ref
 from vqart.errors import VqartError
-from vqart.prior import PRIOR_FILE, Prior, filter_logits, load_prior
+from vqart.prior import PRIOR_FILE, GridModel, as_grids, as_tokens, load_prior
+from vqart.prior.blocks import filter_logits
 from vqart.run import Run, open_run
 
 log = logging.getLogger(__name__)
@@ -156,10 +157,10 @@ def reconstruct(run: Run, image: Ref) -> np.ndarray:
 # ---- samplers --------------------------------------------------------------------------------------------
 
 
-_PRIORS: dict[tuple[str, int, str], Prior | None] = {}
+_PRIORS: dict[tuple[str, int, str], GridModel | None] = {}
 
 
-def _cached_prior(run: Run) -> Prior | None:
+def _cached_prior(run: Run) -> GridModel | None:
     """The run's prior (None when untrained), loaded once per prior file version and device."""
     path = Path(run.path) / PRIOR_FILE
     if not path.is_file():
@@ -182,6 +183,7 @@ def sample_codes(
     steps: int = 8,
 ) -> torch.Tensor:
     """n code grids from the prior (sampler "prior", or "auto" when one is trained) or the codebook histogram."""
+    run.require_codes("sampling code grids")
     _check_count("n", n)
     _check_count("steps", steps)
     if sampler not in SAMPLERS:
@@ -197,7 +199,7 @@ def sample_codes(
     generator = _generator(run, seed)
     if prior is not None:
         tokens = prior.sample(n, steps=steps, temperature=temperature, top_k=top_k, generator=generator)
-        return prior.unflatten(tokens)
+        return as_grids(tokens, *run.grid_size)
     return _unigram(run, n, temperature, top_k, generator)
 
 
@@ -224,7 +226,17 @@ def sample(
     steps: int = 8,
     progress: OnProgress | None = None,
 ) -> np.ndarray:
-    """n new frames (n,H,W): codes from the prior or the unigram histogram, decoded; same seed, same frames."""
+    """n new frames (n,H,W): codes from the prior or the unigram histogram, decoded; same seed, same frames.
+
+    A VAE run decodes latents drawn from N(0, I) instead (it has no codes and no prior).
+    """
+    if not run.quantized:
+        if sampler == "prior":
+            run.require_codes("a prior")
+        _check_count("n", n)
+        generator = _generator(run, seed)
+        z = torch.randn(n, run.model.config.code_dim, *run.grid_size, device=run.device, generator=generator)
+        return _decode(run, z * temperature, progress=progress)
     codes = sample_codes(run, n, sampler=sampler, temperature=temperature, top_k=top_k, seed=seed, steps=steps)
     return _decode_codes(run, codes, progress)
 
@@ -374,6 +386,7 @@ def motion(
     _check_count("steps", steps)
     if not 0 < remask <= 1:
         raise VqartError(f"remask must be in (0, 1], got {remask}")
+    run.require_codes("motion")
     prior = _cached_prior(run)
     if prior is None:
         raise VqartError(f"motion needs a prior; train one with `vqart prior {run.path}`")
@@ -381,17 +394,17 @@ def motion(
     if start is None:
         tokens = prior.sample(1, temperature=temperature, top_k=top_k, generator=generator)
     else:
-        tokens = prior.flatten(run.encode_codes(resolve_frame(run, start)[None]))
+        tokens = as_tokens(run.encode_codes(resolve_frame(run, start)[None]))
     out = [tokens]
     for _ in range(frames - 1):
         if progress:
             progress(1)
-        unknown = torch.rand(tokens.shape, device=tokens.device, generator=generator) < remask
+        unknown = torch.rand(1, prior.cells, device=tokens.device, generator=generator) < remask
         tokens = prior.sample(
             1, steps=steps, temperature=temperature, top_k=top_k, generator=generator, tokens=tokens, unknown=unknown
         )
         out.append(tokens)
-    frames_out = _decode_codes(run, prior.unflatten(torch.cat(out)))
+    frames_out = _decode_codes(run, as_grids(torch.cat(out), *run.grid_size))
     if progress:
         progress(1)
     return frames_out

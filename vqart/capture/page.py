@@ -18,7 +18,7 @@ from vqart.capture.sketch import Sketch, p5_library
 from vqart.errors import VqartError
 
 HARNESS = Path(__file__).with_name("harness.js")
-BATCH_SECONDS = 0.25
+RENDER_SCALE = 2  # the canvas renders at about this many times the kept size, then is scaled down
 ORIGIN = "http://vqart.local"  # never resolved: every request is answered from local files or refused
 INDEX = """<!doctype html>
 <html><head><meta charset="utf-8"><base href="/sketch/">
@@ -48,14 +48,12 @@ class SketchPage:
         p5: int | None = None,
     ) -> None:
         self.sketch, self.size, self.timeout = sketch, size, timeout
-        self.p5_major = sketch.p5_major(p5)
+        self.p5_major = p5 or sketch.p5_major()
         self.info: dict = {}
-        self._in_flight: deque[tuple[int, float]] = deque()  # (frames, when started) per batch asked for
-        self._last_collect = 0.0
-        self._frame_seconds: float | None = None
         self._reports: deque[dict] = deque()
         width, height = size
-        config = {"seed": seed, "fps": fps, "width": width, "height": height, "timeoutMs": timeout * 1000}
+        config = {"seed": seed, "fps": fps, "width": width, "height": height, "timeoutMs": timeout * 1000,
+                  "renderScale": RENDER_SCALE, "fullDensity": sketch.counts_pixels}
         # A viewport with the capture's aspect, so windowWidth/windowHeight sketches fill it undistorted.
         scale = 512 / max(width, height)
         self.context = browser.new_context(
@@ -91,46 +89,22 @@ class SketchPage:
             raise self._error(self.info["error"])
         return self.info
 
-    def start(self, count: int, read: bool = True) -> None:
-        """Ask the page for `count` more frames without waiting; batches queue up in order."""
-        self.page.evaluate("([count, read]) => __vqart.start(count, read)", [count, read])
-        self._in_flight.append((count, time.perf_counter()))
+    def frames(self, total: int, read: bool = True) -> Iterator[np.ndarray]:
+        """Yield all `total` frames as uint8 (count, H, W) batches (empty ones when `read` is False).
 
-    def collect(self) -> np.ndarray:
-        """Wait for the oldest batch asked for and return it as uint8 (count, H, W)."""
-        count, started = self._in_flight.popleft()
-        # The page itself stops any frame slower than the timeout; this budget catches one that never ends.
-        budget = self.timeout + 4 * count * (self._frame_seconds or 0)
-        result = self._wait(what="a frame did not finish", budget=budget)
-        now = time.perf_counter()
-        self._frame_seconds = (now - max(started, self._last_collect)) / count
-        self._last_collect = now
-        if "error" in result:
-            raise self._error(result["error"])
+        The page is asked once and reports batches as it draws them: nothing here ever waits on a call into a
+        page that may be stuck in an endless loop; each batch must arrive within the timeout (plus a margin).
+        """
+        self.page.evaluate("([total, read]) => __vqart.start(total, read)", [total, read])
         width, height = self.size
-        data = np.frombuffer(base64.b64decode(result["data"]), dtype=np.uint8)
-        return data.reshape(-1, height, width)
-
-    def frames(self, total: int, batch: int = 64) -> Iterator[np.ndarray]:
-        """Yield all `total` frames in batches, keeping one batch ahead so the page never waits for us."""
-        asked = 0
-
-        def ask() -> None:
-            nonlocal asked
-            # One frame first, to learn how long a frame takes; then batches of about BATCH_SECONDS,
-            # which keeps round trips few and the hang budget short.
-            size = 1 if self._frame_seconds is None else max(1, int(BATCH_SECONDS / self._frame_seconds))
-            count = min(batch, total - asked, size)
-            if count > 0:
-                self.start(count)
-                asked += count
-
-        ask()
-        while self._in_flight:
-            frames = self.collect()
-            while len(self._in_flight) < 2 and asked < total:
-                ask()
-            yield frames
+        received = 0
+        while received < total:
+            result = self._wait(what="a frame did not finish", budget=self.timeout + 2)
+            if "error" in result:
+                raise self._error(result["error"])
+            received += result["count"]
+            data = np.frombuffer(base64.b64decode(result["data"]), dtype=np.uint8)
+            yield data.reshape(-1, height, width)
 
     def _receive(self, value: dict) -> None:
         self._reports.append(value)

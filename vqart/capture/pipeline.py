@@ -1,46 +1,31 @@
-"""Capturing sketches: run each headless and deterministically, store its frames under data/<sketch>/."""
+"""Capturing sketches: each runs headless and deterministically in a worker process, frames go to data/<sketch>/."""
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
 import re
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timezone
+import shutil
+import signal
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from playwright.sync_api import Browser, sync_playwright
-from playwright.sync_api import Error as PlaywrightError
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from vqart import __version__
-from vqart.capture.browser import launch
-from vqart.capture.page import HARNESS, SketchError, SketchPage
+from vqart.capture import worker
+from vqart.capture.page import HARNESS, RENDER_SCALE
 from vqart.capture.sketch import Sketch, find_sketches
-from vqart.capture.writer import is_current, write_capture
+from vqart.capture.worker import CaptureResult, Job
+from vqart.capture.writer import is_current
 from vqart.errors import VqartError
 
+LAUNCH_SECONDS = 60.0  # how long a fresh worker may take to answer (it starts Python, Playwright, a browser)
+SILENCE_MARGIN = 10.0  # past the sketch's own time limit, before its worker is presumed stuck and killed
 
-@dataclass
-class CaptureResult:
-    """What happened to one sketch: status is "captured", "skipped" or "failed"."""
-
-    sketch: str
-    status: str
-    folder: Path
-    frames: int = 0
-    seconds: float = 0.0
-    message: str = ""
+__all__ = ["CaptureResult", "capture", "parse_size"]
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -50,6 +35,63 @@ def parse_size(text: str) -> tuple[int, int]:
         raise VqartError(f"--size {text!r}: give one number (64) or WIDTHxHEIGHT (96x64)")
     width = int(match[1])
     return width, int(match[2] or width)
+
+
+class _Worker:
+    """The parent's handle on one worker process (see vqart.capture.worker), killed when it falls silent."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")  # no inherited threads or browser state
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=worker.main, args=(child,), name="vqart-capture", daemon=True)
+        self.process.start()
+        child.close()
+
+    def capture(self, job: Job, on_progress: Callable[[int], None]) -> CaptureResult:
+        """Send one job and wait for its result, listening to progress; kill the worker if it stops talking."""
+        self.conn.send(job)
+        limit = LAUNCH_SECONDS  # until it first answers: a fresh worker starts Python, Playwright and a browser
+        while True:
+            try:
+                if not self.conn.poll(limit):
+                    self.kill()
+                    return _failed(job, f"{job.sketch.path}: stopped after {limit:.0f} s without a frame (an endless "
+                                        "loop?). Raise --timeout if it is just slow")
+                kind, value = self.conn.recv()
+            except (EOFError, OSError):
+                self.kill()
+                return _failed(job, f"{job.sketch.path}: the browser went down while capturing it (a crash, or out "
+                                    "of memory?)")
+            if kind == "done":
+                return value
+            limit = LAUNCH_SECONDS if kind == "launching" else job.timeout + SILENCE_MARGIN
+            if kind == "progress":
+                on_progress(value)
+
+    def kill(self) -> None:
+        """End the worker and its browser at once (they share a process group)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            self.process.kill()
+        self.process.join()
+
+    def close(self) -> None:
+        """Let the worker close its browser and exit; kill it if it does not."""
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.process.join(timeout=15)
+        if self.process.is_alive():
+            self.kill()
+
+
+def _failed(job: Job, message: str) -> CaptureResult:
+    """A failure the worker could not report itself; its half-written folder is removed."""
+    for tmp in job.folder.parent.glob(f".{job.folder.name}.*.tmp"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    return CaptureResult(job.sketch.name, "failed", job.folder, message=message)
 
 
 def capture(
@@ -62,7 +104,7 @@ def capture(
     seed: int = 0,
     force: bool = False,
     timeout: float = 5.0,
-    p5: int | None = None,
+    p5: int | str = "auto",
     console: Console | None = None,
 ) -> list[CaptureResult]:
     """Capture every sketch in `paths` into `out`/<name>/; failures are reported, not raised."""
@@ -71,84 +113,43 @@ def capture(
     out = Path(out)
     console = console or Console(stderr=True)
     results: list[CaptureResult] = []
-    with sync_playwright() as playwright, _progress(console) as progress:
-        browser = None
-        for sketch in sketches:
-            settings = _settings(sketch, frames=frames, fps=fps, size=size, seed=seed, p5=p5)
-            folder = out / sketch.name
-            if not force and is_current(folder, settings):
-                results.append(CaptureResult(sketch.name, "skipped", folder, frames, message="up to date"))
-                continue
-            if browser is None or not browser.is_connected():
-                browser = launch(playwright)
-            task = progress.add_task(sketch.name, total=frames)
-            result = _capture_one(browser, sketch, folder, settings, progress, task, timeout=timeout, p5=p5)
-            if result.status == "failed":
-                console.print(f"[red]failed[/red] {result.message}", highlight=False, soft_wrap=True)
-            elif result.message:
-                console.print(f"[yellow]warning[/yellow] {sketch.name}: {result.message}", highlight=False, soft_wrap=True)
-            results.append(result)
+    current: _Worker | None = None
+    with _progress(console) as progress:
+        try:
+            for sketch in sketches:
+                settings = _settings(sketch, frames=frames, fps=fps, size=size, seed=seed, p5=p5)
+                folder = out / sketch.name
+                if not force and is_current(folder, settings):
+                    results.append(CaptureResult(sketch.name, "skipped", folder, frames, message="up to date"))
+                    continue
+                current = current if current and current.process.is_alive() else _Worker()
+                task = progress.add_task(sketch.name, total=frames)
+                result = current.capture(Job(sketch, folder, settings, timeout),
+                                         lambda n, task=task: progress.update(task, completed=n))
+                if result.status == "failed":
+                    progress.update(task, visible=False)
+                    console.print(f"[red]failed[/red] {result.message}", highlight=False, soft_wrap=True)
+                elif result.message:
+                    console.print(f"[yellow]warning[/yellow] {sketch.name}: {result.message}", highlight=False, soft_wrap=True)
+                results.append(result)
+        finally:
+            if current is not None:
+                current.close()
     console.print(summary_table(results))
     return results
 
 
 def summary_table(results: Sequence[CaptureResult]) -> Table:
-    """One row per sketch: status, frames, time and any note."""
+    """One row per sketch: status, frames, time, the p5 version that ran (and why, unless the default), any note."""
     table = Table(title="capture")
-    for column in ("sketch", "status", "frames", "seconds", "note"):
+    for column in ("sketch", "status", "frames", "seconds", "p5", "note"):
         table.add_column(column, justify="right" if column in ("frames", "seconds") else "left")
     colors = {"captured": "green", "skipped": "cyan", "failed": "red"}
     for r in results:
-        table.add_row(
-            r.sketch, f"[{colors[r.status]}]{r.status}[/]", str(r.frames), f"{r.seconds:.1f}", _short(r.message)
-        )
+        why = f"p5 {r.p5}: {r.p5_reason}" if r.p5_reason not in ("", "the default") else ""
+        note = "; ".join(filter(None, (why, _short(r.message))))
+        table.add_row(r.sketch, f"[{colors[r.status]}]{r.status}[/]", str(r.frames), f"{r.seconds:.1f}", r.p5, note)
     return table
-
-
-def _capture_one(
-    browser: Browser,
-    sketch: Sketch,
-    folder: Path,
-    settings: dict,
-    progress: Progress,
-    task: TaskID,
-    *,
-    timeout: float,
-    p5: int | None,
-) -> CaptureResult:
-    started = time.perf_counter()
-    size = (settings["width"], settings["height"])
-    try:
-        with SketchPage(
-            browser, sketch, size=size, fps=settings["fps"], seed=settings["seed"], timeout=timeout, p5=p5
-        ) as page:
-            info = page.load()
-
-            def batches():
-                for batch in page.frames(settings["frames"]):
-                    progress.advance(task, len(batch))
-                    yield batch
-
-            manifest = {
-                **settings,
-                "sketch": sketch.name,
-                "source": str(sketch.path),
-                "p5_version": info["version"],
-                "mode": info["mode"],
-                "renderer": "webgl" if info["webgl"] else "p2d",
-                "canvas_width": info["canvasWidth"],
-                "canvas_height": info["canvasHeight"],
-                "captured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "timeout": timeout,
-                "vqart_version": __version__,
-            }
-            count, identical = write_capture(folder, batches(), manifest)
-    except (SketchError, PlaywrightError) as err:
-        progress.update(task, visible=False)
-        message = str(err) if isinstance(err, SketchError) else f"{sketch.path}: browser error: {err}"
-        return CaptureResult(sketch.name, "failed", folder, seconds=time.perf_counter() - started, message=message)
-    note = "every frame is identical: is the sketch blank or static?" if identical and count > 1 else ""
-    return CaptureResult(sketch.name, "captured", folder, count, time.perf_counter() - started, note)
 
 
 def _short(message: str, limit: int = 60) -> str:
@@ -157,13 +158,15 @@ def _short(message: str, limit: int = 60) -> str:
     return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
-def _settings(sketch: Sketch, *, frames: int, fps: float, size: tuple[int, int], seed: int, p5: int | None) -> dict:
+def _settings(sketch: Sketch, *, frames: int, fps: float, size: tuple[int, int], seed: int, p5: int | str) -> dict:
+    """What decides a capture's frames: a capture made with the same settings is up to date."""
     width, height = size
     return {
         "sketch_sha256": sketch.sha256,
-        # The harness decides timing and seeding, so a changed harness means a stale capture.
+        # The harness decides timing, seeding and render density, so a changed harness means a stale capture.
         "harness_sha256": hashlib.sha256(HARNESS.read_bytes()).hexdigest(),
-        "p5_major": sketch.p5_major(p5),
+        "render_scale": RENDER_SCALE,
+        "p5": p5,
         "width": width,
         "height": height,
         "fps": fps,
@@ -172,7 +175,7 @@ def _settings(sketch: Sketch, *, frames: int, fps: float, size: tuple[int, int],
     }
 
 
-def _check(*, frames: int, fps: float, size: tuple[int, int], timeout: float, p5: int | None) -> None:
+def _check(*, frames: int, fps: float, size: tuple[int, int], timeout: float, p5: int | str) -> None:
     if frames < 1:
         raise VqartError(f"--frames {frames}: capture at least 1 frame")
     if not 0 < fps <= 1000:
@@ -181,8 +184,8 @@ def _check(*, frames: int, fps: float, size: tuple[int, int], timeout: float, p5
         raise VqartError(f"--size {size[0]}x{size[1]}: each side must be between 8 and 2048 pixels")
     if timeout <= 0:
         raise VqartError(f"--timeout {timeout}: give a positive number of seconds")
-    if p5 not in (None, 1, 2):
-        raise VqartError(f"--p5 {p5}: choose 1 or 2")
+    if p5 not in ("auto", 1, 2):
+        raise VqartError(f"--p5 {p5}: choose auto, 1 or 2")
 
 
 def _progress(console: Console) -> Progress:

@@ -15,6 +15,8 @@ P5_LIBS = {1: Path("web/node_modules/p5-v1/lib/p5.min.js"), 2: Path("web/node_mo
 _P5_1_MARKER = re.compile(r"^\s*//\s*p5\s*1\b")
 # preload() was removed in p5 2.x, so a sketch that defines it (global or instance mode) needs 1.x.
 _PRELOAD = re.compile(r"\bfunction\s+preload\s*\(|\.preload\s*=|\bpreload\s*=\s*(function|\()")
+# Code that indexes the pixel array counts device pixels, so it keeps the pixel density it expects.
+_PIXELS = re.compile(r"\b(loadPixels|updatePixels)\b|\bpixels\s*\[")
 
 
 @dataclass(frozen=True)
@@ -34,12 +36,23 @@ class Sketch:
         """Hash of the source, so a changed sketch is captured again."""
         return hashlib.sha256(self.source.encode("utf-8")).hexdigest()
 
-    def p5_major(self, override: int | None = None) -> int:
-        """1 for `// p5 1` on the first line or a preload(), else 2; `override` (--p5) wins."""
-        if override is not None:
-            return override
-        first_line = self.source.split("\n", 1)[0]
-        return 1 if _P5_1_MARKER.match(first_line) or _PRELOAD.search(self.source) else 2
+    @property
+    def counts_pixels(self) -> bool:
+        """True when the sketch reads or writes pixels[] (it is then rendered at its own pixel density)."""
+        return bool(_PIXELS.search(self.source))
+
+    def p5_choice(self) -> tuple[int, str]:
+        """The p5.js major version the source asks for, and why: 1 for `// p5 1` on the first line or a
+        preload() (removed in 2.x), else 2."""
+        if _P5_1_MARKER.match(self.source.split("\n", 1)[0]):
+            return 1, "'// p5 1' on its first line"
+        if _PRELOAD.search(self.source):
+            return 1, "it defines preload(), which p5 2.x removed"
+        return 2, "the default"
+
+    def p5_major(self) -> int:
+        """The major version of p5_choice()."""
+        return self.p5_choice()[0]
 
 
 def find_sketches(paths: Iterable[str | Path]) -> list[Sketch]:

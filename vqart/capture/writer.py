@@ -12,7 +12,7 @@ from PIL import Image
 from vqart.atomic import atomic_dir, write_json
 
 # The manifest fields that decide the frames: a capture whose manifest matches these is current.
-SETTINGS = ("sketch_sha256", "harness_sha256", "p5_major", "width", "height", "fps", "seed", "frames")
+SETTINGS = ("sketch_sha256", "harness_sha256", "render_scale", "p5", "width", "height", "fps", "seed", "frames")
 
 
 def frame_name(index: int) -> str:
