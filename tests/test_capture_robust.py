@@ -54,10 +54,10 @@ def test_a_hung_sketch_in_the_middle_fails_alone_and_the_run_ends(tmp_path, hang
 
 
 def test_a_worker_that_falls_silent_is_killed_with_its_browser_and_replaced(tmp_path, monkeypatch):
-    # The worker's own per-frame limit is timeout + 2 s; make the parent's watchdog fire first.
-    monkeypatch.setattr(pipeline, "SILENCE_MARGIN", -1.5)
+    # The worker's own per-frame limit is timeout + 2 s = 12 s; make the parent's watchdog fire first, at 3 s.
+    monkeypatch.setattr(pipeline, "SILENCE_MARGIN", -7.0)
     folder = sketches(tmp_path / "s", a_before=GOOD, b_hang=HANG_IN_DRAW, c_after=GOOD)
-    results = capture([folder], tmp_path / "data", frames=80, size=(16, 16), timeout=2)
+    results = capture([folder], tmp_path / "data", frames=80, size=(16, 16), timeout=10)
     assert [r.status for r in results] == ["captured", "failed", "captured"]
     assert "without a frame" in results[1].message
     assert not list((tmp_path / "data").glob(".*.tmp")), "the killed worker's half-written folder is left"
