@@ -147,3 +147,60 @@ def test_minutes_bound_the_wall_time(frames_dir, tmp_path):
     assert all(r["elapsed"] < budget for r in rows[:-1]) and rows[-1]["elapsed"] >= budget  # stopped on time
     assert len(rows) < 1000
     assert rows[-1]["lr"] < 0.5 * tiny_config().train.lr  # the cosine decay ran its course within the budget
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_loses_only_the_work_since_the_last_checkpoint(frames_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        "[model]\nchannels = 16\nres_blocks = 1\ncodebook_size = 32\ncode_dim = 16\nlevels = 2\n"
+        "[train]\nbatch_size = 2\nepochs = 3\nwarmup_steps = 5\nprecision = 'fp32'\ncheckpoint_seconds = 0.05\n"
+    )
+    whole = train(frames_dir, tmp_path / "whole", config=config, device="cpu")
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "vqart.cli", "train", "--data", str(frames_dir), "--out", str(out), "--device", "cpu"]
+    one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}  # as this process trains: the same float sums, bit for bit
+    proc = subprocess.Popen([*args, "--config", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=one_thread)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # until a checkpoint taken in the middle of an epoch after the first is on disk
+            assert proc.poll() is None and time.monotonic() < deadline, "training ended before it could be killed"
+            try:
+                state = load_checkpoint(out / "checkpoints" / "last.pt")["state"]
+            except VqartError:
+                state = {"epoch": 0, "batch": 0}
+            if state["epoch"] >= 1 and state["batch"] > 0:
+                break
+            time.sleep(0.01)
+    finally:
+        proc.kill()  # SIGKILL: nothing runs on the way out
+        proc.wait()
+    saved = load_checkpoint(out / "checkpoints" / "last.pt")["state"]
+    resumed = train(out=out, device="cpu", resume=True)
+    a = load_checkpoint(whole / "checkpoints" / "last.pt")
+    b = load_checkpoint(resumed / "checkpoints" / "last.pt")
+    assert b["state"]["step"] == a["state"]["step"] > saved["step"]
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0, msg=key)
+
+
+def test_resume_with_minutes_trains_that_much_more_on_a_refitted_schedule(frames_dir, tmp_path):
+    cfg = tiny_config(epochs=10_000, patience=10_000)
+    run = train(frames_dir, tmp_path / "timed", config=cfg, minutes=0.03, device="cpu")
+    first = _rows(run)
+    assert first[-1]["elapsed"] >= 0.03 * 60 and first[-1]["lr"] < 0.5 * cfg.train.lr  # far down the cosine
+    train(out=run, device="cpu", resume=True, minutes=0.03)
+    rows = _rows(run)
+    more = rows[len(first):]
+    assert len(more) >= 3, "a resumed timed run must train, not stop after one step"
+    assert rows[-1]["elapsed"] >= 2 * 0.03 * 60 and more[-1]["elapsed"] - first[-1]["elapsed"] >= 0.03 * 60 * 0.9
+    # Refitted to the whole run, the cosine stands near its middle again: the rate warms up to about half its peak.
+    assert max(r["lr"] for r in more) > 1.5 * first[-1]["lr"]
+    state = load_checkpoint(run / "checkpoints" / "last.pt")["state"]
+    assert state["budget"] == pytest.approx(first[-1]["elapsed"] + 0.03 * 60, abs=0.5)

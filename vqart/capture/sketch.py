@@ -8,9 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vqart.assets import library
 from vqart.errors import VqartError
-
-P5_LIBS = {1: Path("web/node_modules/p5-v1/lib/p5.min.js"), 2: Path("web/node_modules/p5/lib/p5.min.js")}
 
 _P5_1_MARKER = re.compile(r"^\s*//\s*p5\s*1\b")
 # preload() was removed in p5 2.x, so a sketch that defines it (global or instance mode) needs 1.x.
@@ -76,10 +75,6 @@ def find_sketches(paths: Iterable[str | Path]) -> list[Sketch]:
     return sketches
 
 
-def p5_library(major: int, root: Path | None = None) -> Path:
-    """The local p5.min.js for a major version; VqartError pointing at `make setup` if it is missing."""
-    root = root or Path(__file__).resolve().parents[2]
-    path = root / P5_LIBS[major]
-    if not path.is_file():
-        raise VqartError(f"p5.js {major}.x not found at {path}: run `make setup` (npm ci in web/)")
-    return path
+def p5_library(major: int) -> Path:
+    """The local p5.min.js for a major version; VqartError saying how to install it if it is missing."""
+    return library({1: "p5-v1.min.js", 2: "p5.min.js"}[major])

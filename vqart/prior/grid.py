@@ -63,11 +63,16 @@ class GridModel(nn.Module):
         return scores.argsort(dim=1).argsort(dim=1) < n_masked
 
     def loss(self, tokens: torch.Tensor, generator: torch.Generator | None = None,
-             context: torch.Tensor | None = None) -> torch.Tensor:
-        """Cross-entropy of every level's code at masked cells (mean over codes)."""
+             context: torch.Tensor | None = None, scored: int | None = None) -> torch.Tensor:
+        """Cross-entropy of every level's code at masked cells (mean over codes); with `scored`, only that many
+        masked cells of the batch, drawn at random, go through the depth head (it costs more than the grid)."""
         mask = self.random_mask(len(tokens), tokens.device, generator)
         codes = tokens.transpose(1, 2)[mask]  # (N, L)
-        logits = self.depth_head(self.hidden(tokens, mask, context)[mask], codes)
+        hidden = self.hidden(tokens, mask, context)[mask]
+        if scored is not None and scored < len(codes):
+            pick = torch.randperm(len(codes), device=codes.device, generator=generator)[:scored]
+            codes, hidden = codes[pick], hidden[pick]
+        logits = self.depth_head(hidden, codes)
         return F.cross_entropy(logits.flatten(0, 1), codes.flatten())
 
     @torch.no_grad()

@@ -143,7 +143,7 @@ def train_prior(
 
     def batch_loss(generator: torch.Generator) -> torch.Tensor:
         idx = torch.randint(0, len(train), (batch_size,), device=run.device, generator=generator)
-        return model.loss(train[idx], generator=generator)
+        return model.loss(train[idx], generator=generator, scored=scored)
 
     history = fit(model, batch_loss, lambda: float(model.bits(probe, steps=steps).sum()), seconds=minutes * 60,
                   lr=lr, seed=seed, device=run.device, on_step=on_step)

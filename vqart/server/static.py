@@ -1,19 +1,13 @@
-"""Static files, only from web/: the live page, the JS client, the examples, and p5 + socket.io from node_modules."""
+"""Static files, only from the web folder (vqart.assets): the live pages, the JS client, the examples, and the
+npm libraries it lists (no CDN, so everything works offline)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from flask import Blueprint, abort, send_from_directory
 from flask.typing import ResponseReturnValue
 
-WEB = Path(__file__).resolve().parents[2] / "web"
-
-# Fixed routes to the npm files the page needs (no CDN, so it works offline); nothing else of node_modules is served.
-LIBRARIES = {
-    "p5.min.js": WEB / "node_modules/p5/lib/p5.min.js",
-    "socket.io.min.js": WEB / "node_modules/socket.io-client/dist/socket.io.min.js",
-}
+from vqart.assets import libraries, library, web_root
+from vqart.errors import VqartError
 
 bp = Blueprint("web", __name__)
 
@@ -21,23 +15,24 @@ bp = Blueprint("web", __name__)
 @bp.get("/")
 def index() -> ResponseReturnValue:
     """The live page."""
-    return send_from_directory(WEB, "index.html")
+    return send_from_directory(web_root(), "index.html")
 
 
 @bp.get("/vqart.js")
 def client() -> ResponseReturnValue:
     """The p5.js bridge."""
-    return send_from_directory(WEB, "vqart.js")
+    return send_from_directory(web_root(), "vqart.js")
 
 
 @bp.get("/lib/<name>")
-def library(name: str) -> ResponseReturnValue:
-    """p5.js or the socket.io client, from the npm packages `make setup` installs."""
-    path = LIBRARIES.get(name)
-    if path is None:
+def lib(name: str) -> ResponseReturnValue:
+    """One of the npm libraries web/package.json lists (p5.js, socket.io, uPlot); nothing else of node_modules."""
+    if name not in libraries():
         abort(404)
-    if not path.is_file():
-        abort(503, description=f"{path.relative_to(WEB)} is missing; run `make setup` (npm ci in web/)")
+    try:
+        path = library(name)
+    except VqartError as err:
+        abort(503, description=str(err))
     return send_from_directory(path.parent, path.name)
 
 
@@ -45,4 +40,4 @@ def library(name: str) -> ResponseReturnValue:
 @bp.get("/examples/<path:name>")
 def example(name: str = "index.html") -> ResponseReturnValue:
     """An example sketch; send_from_directory refuses any path that leaves web/examples."""
-    return send_from_directory(WEB / "examples", name)
+    return send_from_directory(web_root() / "examples", name)
