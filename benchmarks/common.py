@@ -8,7 +8,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
-TRAINED_RUN = OUT / "train_vqart"  # the training benchmark's full 10-minute vqart run
+TRAINED_RUN = OUT / "train_vqart"  # the training benchmark's full 10-minute run of the default shape
+PRIOR_RUN = OUT / "generate_run"  # a copy of it with the generation benchmark's 10-minute spatial prior
 sys.path.insert(0, str(ROOT / "tests"))  # tests/synthetic.py: stand-in sketches while data/ is empty
 
 from vqart.data import load_frames  # noqa: E402
@@ -37,3 +38,26 @@ def trained_run(quick: bool) -> Path | None:
     if not quick and (TRAINED_RUN / "checkpoints" / "best.pt").exists():
         return TRAINED_RUN
     return None
+
+
+def short_run(scratch: Path, quick: bool) -> Path:
+    """A briefly trained run of the default shape (a tiny one when quick) on data/ or synthetic shapes."""
+    from vqart.config import Config, ModelConfig, TrainConfig
+    from vqart.train import train
+
+    data, _ = bench_data(scratch / "data", sketches=3 if quick else 6, frames=60 if quick else 120)
+    model = ModelConfig(channels=16, res_blocks=1, codebook_size=32, code_dim=16, levels=2) if quick else ModelConfig()
+    config = Config(model=model, train=TrainConfig(precision="fp32"))
+    return train(data, scratch / "run", config=config, minutes=0.1 if quick else 1.0, device="cpu")
+
+
+def prior_run(scratch: Path, quick: bool) -> Path:
+    """A run with its spatial prior: the generation benchmark's, else a short run with a prior trained briefly."""
+    if not quick and (PRIOR_RUN / "prior.pt").exists():
+        return PRIOR_RUN
+    from vqart.prior import train_prior
+    from vqart.run import open_run
+
+    run = short_run(scratch, quick)
+    train_prior(open_run(run, device="cpu"), minutes=0.1 if quick else 1.0)
+    return run

@@ -1,15 +1,19 @@
-"""Run every benchmarks/bench_*.py and write results.json plus a markdown table (results.md).
+"""Run benchmarks/bench_*.py; each writes benchmarks/results/<name>.json stamped with the commit, date and
+machine, and benchmarks/results.md is then assembled from every result file there, each table under its own
+stamp: a partial run (`run.py train`) replaces only its own tables, and never mixes silently with old ones.
 
 Each benchmark module exposes `TITLE` and `run(quick: bool) -> list[dict]`, a row per measure with the keys
-`measure`, `value`, `unit`, `target` and `ok`. `--quick` is a smoke run; the README shows a full run.
+`measure`, `value`, `unit`, `target` and `ok`. `--quick` is a smoke run, written under results/quick/ instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import platform
+import subprocess
 import sys
 import time
 import traceback
@@ -19,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))  # benchmarks/common.py
 # Training first: the later benchmarks reuse its 10-minute run instead of training their own.
-ORDER = ("capture", "train", "train_levels", "generate", "server")
+ORDER = ("capture", "train", "generate", "motion", "server", "live")
 
 from vqart import atomic  # noqa: E402
 
@@ -37,9 +41,24 @@ def _rank(name: str) -> int:
     return ORDER.index(name) if name in ORDER else len(ORDER)
 
 
-def _cpu_count() -> int:
-    """Cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def _stamp() -> dict:
+    """Where and on what a result was measured: commit (with -dirty for uncommitted changes), date, machine."""
+    git = lambda *args: subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = "no GPU"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return {
+        "commit": commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else ""),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{platform.machine()} {platform.system()}, {cores} CPU cores, {gpu}",
+    }
 
 
 def _fmt(value) -> str:
@@ -49,11 +68,13 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def to_markdown(results: dict) -> str:
-    """The results as one markdown table per benchmark."""
-    lines = [f"Measured {results['date']} on {results['machine']} (`make bench`).", ""]
-    for bench in results["benchmarks"]:
-        lines += [f"#### {bench['title']}", ""]
+def to_markdown(results: list[dict]) -> str:
+    """One markdown table per benchmark result, each under its stamp."""
+    lines = ["Assembled by `benchmarks/run.py` from benchmarks/results/*.json; each table says when and on what "
+             "commit it was measured.", ""]
+    for bench in results:
+        lines += [f"#### {bench['title']}", "",
+                  f"*{bench['date']}, commit {bench['commit']}, {bench['machine']}, {bench['seconds']:.0f} s*", ""]
         if "error" in bench:
             lines += [f"Failed: `{bench['error']}`", ""]
             continue
@@ -62,12 +83,12 @@ def to_markdown(results: dict) -> str:
             mark = {True: "pass", False: "**miss**", None: ""}[row.get("ok")]
             value = f"{_fmt(row['value'])} {row.get('unit', '')}".strip()
             lines.append(f"| {row['measure']} | {value} | {row.get('target', '')} | {mark} |")
-        lines += ["", f"({bench['seconds']:.0f} s)", ""]
+        lines.append("")
     return "\n".join(lines)
 
 
 def main() -> int:
-    """Run the selected benchmarks and write the results; exit 1 if one crashed."""
+    """Run the selected benchmarks, write each one's result file, reassemble results.md; exit 1 if one crashed."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", help="benchmarks to run, e.g. capture train (default: all)")
     parser.add_argument("--quick", action="store_true", help="a fast smoke run, not for the README")
@@ -76,18 +97,14 @@ def main() -> int:
     paths = sorted(HERE.glob("bench_*.py"), key=lambda p: (_rank(p.stem.removeprefix("bench_")), p.name))
     if args.names:
         paths = [p for p in paths if p.stem.removeprefix("bench_") in args.names]
-    results = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()} {platform.system()}, {_cpu_count()} CPU cores, no GPU",
-        "quick": args.quick,
-        "benchmarks": [],
-    }
+    folder = HERE / "results" / ("quick" if args.quick else "")
     failed = False
     for path in paths:
         module = _load(path)
+        name = path.stem.removeprefix("bench_")
         print(f"== {module.TITLE}", flush=True)
         start = time.perf_counter()
-        entry = {"name": path.stem.removeprefix("bench_"), "title": module.TITLE}
+        entry = {"name": name, "title": module.TITLE, **_stamp()}
         try:
             entry["rows"] = module.run(quick=args.quick)
         except Exception as err:  # a crashed benchmark is reported and the others still run
@@ -95,14 +112,12 @@ def main() -> int:
             entry["error"] = f"{type(err).__name__}: {err}"
             failed = True
         entry["seconds"] = time.perf_counter() - start
-        results["benchmarks"].append(entry)
+        atomic.write_json(folder / f"{name}.json", entry)
         for row in entry.get("rows", []):
             print(f"   {row['measure']}: {_fmt(row['value'])} {row.get('unit', '')}  {row.get('target', '')}")
-
-    suffix = "quick" if args.quick else "results"
-    atomic.write_json(HERE / f"{suffix}.json", results)
-    atomic.write_text(HERE / f"{suffix}.md", to_markdown(results))
-    print(f"wrote {HERE / (suffix + '.json')} and {HERE / (suffix + '.md')}")
+    results = sorted((json.loads(p.read_text()) for p in folder.glob("*.json")), key=lambda r: _rank(r["name"]))
+    atomic.write_text(folder / "results.md" if args.quick else HERE / "results.md", to_markdown(results))
+    print(f"wrote {folder} and {'its results.md' if args.quick else HERE / 'results.md'}")
     return 1 if failed else 0
 
 

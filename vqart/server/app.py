@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import socketio
 import torch
 from flask import Flask
 from flask_socketio import SocketIO
@@ -18,6 +20,8 @@ from vqart.server import api, static
 from vqart.server.engine import Engine
 from vqart.server.events import register
 from vqart.server.validate import MAX_MESSAGE_BYTES
+
+log = logging.getLogger("vqart")
 
 
 def _no_delay(wsgi_app: Callable) -> Callable:
@@ -33,6 +37,33 @@ def _no_delay(wsgi_app: Callable) -> Callable:
         return wsgi_app(environ, start_response)
 
     return app
+
+
+def _drop_malformed_packets(server: socketio.Server) -> None:
+    """Drop a Socket.IO packet python-socketio cannot decode (bad JSON, nesting deeper than the decoder recurses,
+    a number past Python's digit limit, a binary packet whose attachments do not fit) or an event without a
+    string name or with a reserved one, with a one-line warning instead of an unhandled exception (python-socketio would fail on them
+    in a handler thread); any half-assembled binary packet of that client goes with it, so its connection keeps
+    working."""
+    handle, dispatch = server._handle_eio_message, server._handle_event
+
+    def named(eio_sid: str, namespace: str | None, ack: int | None, data: object) -> None:
+        if not (isinstance(data, list) and data and isinstance(data[0], str)):
+            log.warning("dropped a Socket.IO event without a name (%s)", str(data)[:40])
+        elif data[0] in (*server.reserved_events, "*"):  # the server's own names ("*" is the catch-all's key)
+            log.warning("dropped a Socket.IO event with the reserved name %r", data[0])
+        else:
+            dispatch(eio_sid, namespace, ack, data)
+
+    def guarded(eio_sid: str, data: str | bytes) -> None:
+        try:
+            handle(eio_sid, data)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError) as err:
+            server._binary_packet.pop(eio_sid, None)
+            log.warning("dropped a malformed Socket.IO packet (%s: %s)", type(err).__name__, str(err)[:80])
+
+    server._handle_event = named
+    server.eio.on("message", guarded)
 
 
 def _origins(allowed: tuple[str, ...]) -> Callable[[str, dict], bool] | None:
@@ -67,6 +98,7 @@ def create_app(run: Run, allowed_origins: Iterable[str] = ()) -> tuple[Flask, So
         cors_allowed_origins=_origins(tuple(allowed_origins)),
         max_http_buffer_size=MAX_MESSAGE_BYTES,
     )
+    _drop_malformed_packets(socketio.server)
     register(socketio, engine)
     app.wsgi_app = _no_delay(app.wsgi_app)
     return app, socketio
