@@ -35,3 +35,14 @@ def write_sketch(root: Path, name: str, frames: np.ndarray) -> Path:
                 "frames": len(frames)}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
+
+
+def sliding_square(n: int = 64, size: tuple[int, int] = (64, 64), step: int = 4, row: int = 24) -> np.ndarray:
+    """uint8 (n, H, W): a white 12x12 square on black moving `step` pixels right per frame, wrapping around."""
+    h, w = size
+    frames = np.zeros((n, h, w), dtype=np.uint8)
+    for t in range(n):
+        x = (8 + step * t) % w
+        cols = (np.arange(x, x + 12) % w)
+        frames[t][row : row + 12, cols] = 255
+    return frames

@@ -28,12 +28,12 @@ def test_open_run_round_trips_uint8_frames(tiny_run, frames_dir):
     run = open_run(tiny_run, device="cpu")
     assert run.frame_size == (64, 64) and run.grid_size == (16, 16)
     assert run.data_dir == frames_dir.resolve()
-    assert run.code_usage.shape == (run.model.codebook_size,)
+    assert run.code_usage.shape == (2, run.model.codebook_size)
     frames = np.zeros((3, 64, 64), dtype=np.uint8)
     z = run.encode(frames)
     assert z.shape == (3, run.config["model"]["code_dim"], 16, 16) and z.dtype == torch.float32
     codes = run.encode_codes(frames)
-    assert codes.shape == (3, 16, 16) and codes.dtype == torch.long
+    assert codes.shape == (3, 2, 16, 16) and codes.dtype == torch.long
     out = run.decode_codes(codes)
     assert out.shape == (3, 64, 64) and out.dtype == np.uint8
     np.testing.assert_array_equal(run.decode(run.quantize(z)), out)

@@ -117,27 +117,38 @@ def serve_command(run, host, port, allow_origins) -> None:
 
 @cli.command("prior")
 @click.argument("run", type=click.Path(path_type=str))
-@click.option("--minutes", type=float, default=1.5, show_default=True, help="Wall-clock training budget.")
+@click.option("--motion", is_flag=True, help="Train the motion prior (the next frame given the last ones) instead of the spatial one.")
+@click.option("--minutes", type=float, default=None, help="Wall-clock training budget (default 1.5, motion 2).")
+@click.option("--context", type=int, default=2, show_default=True, help="Motion prior: how many previous frames it sees.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
-def prior_command(run, minutes, seed, device) -> None:
-    """Train the prior over the run's code grids (for sampling and motion); prints its bits against the baseline."""
+def prior_command(run, motion, minutes, context, seed, device) -> None:
+    """Train a prior over the run's code grids: spatial (samples) or, with --motion, temporal (motion dreams)."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-    from rich.table import Table
 
     from vqart.prior import train_prior
+    from vqart.prior.motion import train_motion
     from vqart.run import open_run
 
     opened = open_run(run, device=device)
+    minutes = minutes if minutes is not None else 2.0 if motion else 1.5
     console = Console(stderr=True)
-    columns = (TextColumn("prior"), BarColumn(), TextColumn("{task.description}"), TimeRemainingColumn())
+    columns = (TextColumn("motion prior" if motion else "prior"), BarColumn(), TextColumn("{task.description}"),
+               TimeRemainingColumn())
     with Progress(*columns, console=console, disable=not console.is_terminal, transient=True) as bar:
         task = bar.add_task("", total=minutes * 60)
-        m = train_prior(opened, minutes=minutes, seed=seed, on_step=lambda t, loss: bar.update(
-            task, completed=t, description=f"loss {loss:.3f}"))
-    _bits_table(f"prior for {run} ({m['params']:,} params, {m['train_steps']} steps, {m['held_out_frames']} "
-                f"{m['held_out']} frames)", m, "unigram (one code histogram per level)")
+        report = lambda t, loss: bar.update(task, completed=t, description=f"loss {loss:.3f}")
+        if motion:
+            m = train_motion(opened, minutes=minutes, context=context, seed=seed, on_step=report)
+        else:
+            m = train_prior(opened, minutes=minutes, seed=seed, on_step=report)
+    what = f"motion prior ({context} frames of context)" if motion else "prior"
+    _bits_table(f"{what} for {run} ({m['params']:,} params, {m['train_steps']} steps, {m['held_out_frames']} "
+                f"{m['held_out']} frames)", m, m["baseline"])
+    if motion:
+        others = ", ".join(f"{name} {bits:.2f}" for name, bits in m["baselines"].items())
+        click.echo(f"baselines, bits per code: {others}")
 
 
 def _bits_table(title: str, m: dict, baseline: str) -> None:
@@ -165,7 +176,8 @@ def _bits_table(title: str, m: dict, baseline: str) -> None:
 @click.option("--scale", type=int, default=4, show_default=True, help="Upscaling factor.")
 @click.option("--smooth", is_flag=True, help="Bicubic upscaling instead of crisp nearest-neighbour pixels.")
 @click.option("--seed", type=int, default=None, help="Same seed, same dream.")
-@click.option("--a", "a", default=None, metavar="REF", help="Start frame: SKETCH:FRAME or an image file (interpolate, motion).")
+@click.option("--start", "--a", "a", default=None, metavar="REF",
+              help="Start frame: SKETCH:FRAME, an image file, or 'sample' (motion); the first end (interpolate).")
 @click.option("--b", "b", default=None, metavar="REF", help="End frame (interpolate).")
 @click.option("--key", "keys", multiple=True, metavar="REF", help="Walk keyframe or grid corner (repeatable).")
 @click.option("--source", type=click.Choice(["dataset", "sample"]), default="dataset", show_default=True, help="Where walk keyframes come from when no --key is given.")
@@ -174,14 +186,19 @@ def _bits_table(title: str, m: dict, baseline: str) -> None:
 @click.option("--sampler", type=click.Choice(["auto", "prior", "unigram"]), default="auto", show_default=True)
 @click.option("--temperature", type=float, default=1.0, show_default=True)
 @click.option("--top-k", type=int, default=None, help="Sample only among the k likeliest codes.")
+@click.option("--like", default=None, metavar="SKETCH", help="Motion: steer the style toward this sketch (default: the start's).")
+@click.option("--morph-to", default=None, metavar="SKETCH", help="Motion: move the steering to this sketch over the rollout.")
+@click.option("--guidance", type=float, default=1.0, show_default=True, help="Motion: classifier-free guidance (> 1 steers harder).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
-def dream_command(run, out, mode, frames, fps, scale, smooth, seed, a, b, keys, source, method, snap, sampler, temperature, top_k, device) -> None:
+def dream_command(run, out, mode, frames, fps, scale, smooth, seed, a, b, keys, source, method, snap, sampler,
+                  temperature, top_k, like, morph_to, guidance, device) -> None:
     """Generate frames from a run (sample, interpolate, walk, grid, motion) and write a GIF, MP4 or PNGs."""
     from vqart.generate import dream
 
     path = dream(
         run, out, mode=mode, frames=frames, fps=fps, scale=scale, smooth=smooth, seed=seed, a=a, b=b, keys=keys,
-        source=source, method=method, snap=snap, sampler=sampler, temperature=temperature, top_k=top_k, device=device,
+        source=source, method=method, snap=snap, sampler=sampler, temperature=temperature, top_k=top_k,
+        like=like, morph_to=morph_to, guidance=guidance, device=device,
     )
     files = [path] if path.is_file() else [p for p in path.iterdir() if p.is_file()]
     size = sum(p.stat().st_size for p in files)

@@ -31,6 +31,7 @@ from vqart.data import load_frames, parse_ref
 from vqart.errors import VqartError
 from vqart.prior import PRIOR_FILE, GridModel, as_grids, as_tokens, load_prior
 from vqart.prior.blocks import filter_logits
+from vqart.prior.motion import MOTION_FILE, MotionPrior, Rollout, load_motion, start_context
 from vqart.run import Run, open_run
 
 log = logging.getLogger(__name__)
@@ -136,11 +137,29 @@ def dataset_frame(run: Run, ref: str) -> np.ndarray:
     return frames[sketch][index]
 
 
-def random_frames(run: Run, n: int, seed: int | None = None) -> np.ndarray:
-    """n distinct dataset frames (as far as the dataset allows) picked by the seed."""
-    frames = np.concatenate(list(dataset_frames(run).values()))
+def random_refs(run: Run, n: int, seed: int | None = None) -> list[str]:
+    """n distinct dataset frames (as far as the dataset allows) picked by the seed, as "sketch:frame"."""
+    refs = [f"{name}:{i}" for name, frames in dataset_frames(run).items() for i in range(len(frames))]
     rng = np.random.default_rng(seed)
-    return frames[rng.choice(len(frames), size=n, replace=n > len(frames))]
+    return [refs[j] for j in rng.choice(len(refs), size=n, replace=n > len(refs))]
+
+
+def random_frames(run: Run, n: int, seed: int | None = None) -> np.ndarray:
+    """n distinct dataset frames (as far as the dataset allows) picked by the seed: uint8 (n, H, W)."""
+    return np.stack([dataset_frame(run, ref) for ref in random_refs(run, n, seed)])
+
+
+def key_track(run: Run, key: Ref, offsets: np.ndarray) -> np.ndarray:
+    """uint8 frames (len(offsets), H, W) of a keyframe over time: a dataset frame plays its sketch's own frames at
+    its index + offset (to and fro at the ends of the capture); an image or array holds still."""
+    if isinstance(key, str) and not Path(key).is_file() and ":" in key:
+        sketch, index = parse_ref(key)
+        dataset_frame(run, key)  # checks the name and the range
+        frames = dataset_frames(run)[sketch]
+        period = max(1, 2 * (len(frames) - 1))
+        phase = (index + offsets) % period
+        return frames[np.where(phase < len(frames), phase, period - phase)]
+    return np.repeat(resolve_frame(run, key)[None], len(offsets), axis=0)
 
 
 def _latents(run: Run, refs: Sequence[Ref]) -> torch.Tensor:
@@ -245,7 +264,7 @@ def sample(
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Linear interpolation of latents (D,h,w) at times t (S,): (S,D,h,w)."""
+    """Linear interpolation of latents (D,h,w), or (S,D,h,w) pairs, at times t (S,): (S,D,h,w)."""
     t = t.view(-1, 1, 1, 1).to(a.dtype)
     return (1 - t) * a + t * b
 
@@ -253,12 +272,13 @@ def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Spherical interpolation per grid position: the direction turns on the great circle, the norm goes linearly.
 
-    Latents (D,h,w) hold one D-vector per position; each vector's norm moves linearly from |a| to |b|, so it
-    stays between its ends. Written as weights on a and b so that t=0 and t=1 give a and b bit for bit.
+    Latents (D,h,w), or (S,D,h,w) pairs, hold one D-vector per position; each vector's norm moves linearly from
+    |a| to |b|, so it stays between its ends. Written as weights on a and b so that t=0 and t=1 give a and b
+    bit for bit.
     """
     t = t.view(-1, 1, 1, 1).to(a.dtype)
-    na, nb = a.norm(dim=0, keepdim=True).clamp(min=1e-8), b.norm(dim=0, keepdim=True).clamp(min=1e-8)
-    omega = ((a / na) * (b / nb)).sum(dim=0, keepdim=True).clamp(-1, 1).acos()
+    na, nb = a.norm(dim=-3, keepdim=True).clamp(min=1e-8), b.norm(dim=-3, keepdim=True).clamp(min=1e-8)
+    omega = ((a / na) * (b / nb)).sum(dim=-3, keepdim=True).clamp(-1, 1).acos()
     sin = omega.sin()
     # (Anti)parallel directions have no single great circle: go straight there instead.
     straight = sin.abs() < 1e-4
@@ -349,65 +369,111 @@ def walk(
     if keyframes is None:
         _check_count("n_keys", n_keys, 2)
         if source == "dataset":
-            keyframes = list(random_frames(run, n_keys, seed))
+            keyframes = random_refs(run, n_keys, seed)
         elif source == "sample":
             keyframes = list(sample(run, n_keys, sampler=sampler, temperature=temperature, top_k=top_k, seed=seed))
         else:
             raise VqartError(f"unknown keyframe source {source!r}; choose dataset or sample")
     if len(keyframes) < 2:
         raise VqartError(f"a walk needs at least 2 keyframes, got {len(keyframes)}")
-    z = _latents(run, keyframes)
-    # Frame i sits at position i * n / frames on the closed loop k0 -> k1 -> ... -> k(n-1) -> k0, so the
-    # frame after the last one would be k0 again: the GIF loops without a seam. The cosine ease slows down
-    # into every keyframe, so the speed has no jolt there either.
-    position = torch.arange(frames, dtype=torch.float64) * len(z) / frames
-    segment, t = position.floor().long(), (position - position.floor()).float().to(z.device)
-    t = (1 - torch.cos(math.pi * t)) / 2
-    path = torch.cat(
-        [mix(z[s], z[(s + 1) % len(z)], t[segment == s], method) for s in segment.unique().tolist()]
-    )
-    return _decode(run, path, snap, progress)
+    n = len(keyframes)
+    # Frame i sits at position i * n / frames on the closed loop k0 -> k1 -> ... -> k(n-1) -> k0, so the frame
+    # after the last one would be k0 again: the GIF loops without a seam. The cosine ease slows down into every
+    # keyframe, so the speed has no jolt there. While a segment blends keyframe A into B, both play their
+    # sketch's real motion: A onward from its frame, B so that it arrives at its own frame as the segment ends.
+    segment = (np.arange(frames) * n) // frames
+    paths = []
+    for s in range(n):
+        j = np.arange(int((segment == s).sum()))
+        if not len(j):
+            continue
+        t = torch.as_tensor((1 - np.cos(np.pi * j / len(j))) / 2, dtype=torch.float32, device=run.device)
+        a = _latents(run, key_track(run, keyframes[s], j))
+        b = _latents(run, key_track(run, keyframes[(s + 1) % n], j - len(j)))
+        paths.append(mix(a, b, t, method))
+    return _decode(run, torch.cat(paths), snap, progress)
+
+
+_MOTIONS: dict[tuple[str, int, str], MotionPrior | None] = {}
+
+
+def cached_motion(run: Run) -> MotionPrior:
+    """The run's motion prior, loaded once per file version and device; VqartError with the command that
+    trains one when there is none."""
+    run.require_codes("motion")
+    path = Path(run.path) / MOTION_FILE
+    if not path.is_file():
+        raise VqartError(f"{run.path} has no motion prior; train one with `vqart prior {run.path} --motion`")
+    key = (str(path), path.stat().st_mtime_ns, str(run.device))
+    if key not in _MOTIONS:
+        _MOTIONS.clear()
+        _MOTIONS[key] = load_motion(run)
+    return _MOTIONS[key]
+
+
+def motion_start(run: Run, prior: MotionPrior, start: Ref | None, generator: torch.Generator) -> tuple[torch.Tensor, str | None]:
+    """A rollout's past (1, K, L, P) and the sketch it comes from: a dataset frame "sketch:frame" brings the
+    frames before it (its real motion); an image, or "sample" (a spatial prior sample), is held still for K
+    frames; None picks a dataset frame by the seed."""
+    k = prior.model.context_frames
+    if start is None:
+        names = sorted(dataset_frames(run))
+        sketch = names[int(torch.randint(len(names), (1,), generator=generator, device=run.device))]
+        count = len(dataset_frames(run)[sketch])
+        start = f"{sketch}:{int(torch.randint(k, count, (1,), generator=generator, device=run.device))}"
+    if isinstance(start, str) and start == "sample":
+        grids = sample_codes(run, 1, seed=int(torch.randint(2**31, (1,), generator=generator, device=run.device)))
+        return start_context(as_tokens(grids), k), None
+    if isinstance(start, str) and not Path(start).is_file() and ":" in start:
+        sketch, index = parse_ref(start)
+        dataset_frame(run, start)  # checks the name and the range
+        frames = dataset_frames(run)[sketch][max(0, index - k + 1) : index + 1]
+        return start_context(as_tokens(run.encode_codes(frames)), k), sketch
+    return start_context(as_tokens(run.encode_codes(resolve_frame(run, start)[None])), k), None
 
 
 def motion(
     run: Run,
-    frames: int = 120,
+    frames: int = 300,
     seed: int | None = None,
     *,
     start: Ref | None = None,
-    remask: float = 0.15,
-    steps: int = 4,
+    like: str | None = None,
+    morph_to: str | None = None,
     temperature: float = 1.0,
     top_k: int | None = None,
+    guidance: float = 1.0,
     progress: OnProgress | None = None,
 ) -> np.ndarray:
-    """Dreamed motion: each frame re-masks a fraction of the previous frame's codes and the prior fills them in."""
+    """New motion: the motion prior rolls a start frame forward, frame by frame (the start is frame 0).
+
+    `like` steers the style toward a sketch (default: the start frame's own sketch); `morph_to` moves the
+    steering to another sketch over the rollout; `guidance` > 1 strengthens it (classifier-free guidance).
+    """
     _check_count("frames", frames)
-    _check_count("steps", steps)
-    if not 0 < remask <= 1:
-        raise VqartError(f"remask must be in (0, 1], got {remask}")
-    run.require_codes("motion")
-    prior = _cached_prior(run)
-    if prior is None:
-        raise VqartError(f"motion needs a prior; train one with `vqart prior {run.path}`")
+    if not temperature > 0 or not guidance > 0:
+        raise VqartError(f"temperature and guidance must be > 0, got {temperature} and {guidance}")
+    prior = cached_motion(run)
+    if top_k is not None and not 1 <= top_k <= run.model.codebook_size:
+        raise VqartError(f"top_k must be between 1 and the codebook size {run.model.codebook_size}, got {top_k}")
     generator = _generator(run, seed)
-    if start is None:
-        tokens = prior.sample(1, temperature=temperature, top_k=top_k, generator=generator)
-    else:
-        tokens = as_tokens(run.encode_codes(resolve_frame(run, start)[None]))
-    out = [tokens]
-    for _ in range(frames - 1):
+    past, sketch = motion_start(run, prior, start, generator)
+    a = prior.label(like if like is not None else sketch)
+    b = prior.label(morph_to) if morph_to is not None else a
+    rollout = Rollout(prior, past, [(a, b, 0.0)], temperature=[temperature], top_k=top_k, guidance=guidance,
+                      generator=generator)
+    out = [past[:, -1]]
+    for i in range(1, frames):
+        if morph_to is not None:
+            t = i / max(1, frames - 1)
+            rollout.set_labels([(a, b, t * t * (3 - 2 * t))])  # eased, so the ends hold their sketches a while
+        out.append(rollout.step())
         if progress:
             progress(1)
-        unknown = torch.rand(1, prior.cells, device=tokens.device, generator=generator) < remask
-        tokens = prior.sample(
-            1, steps=steps, temperature=temperature, top_k=top_k, generator=generator, tokens=tokens, unknown=unknown
-        )
-        out.append(tokens)
-    frames_out = _decode_codes(run, as_grids(torch.cat(out), *run.grid_size))
+    result = _decode_codes(run, as_grids(torch.cat(out), *run.grid_size))
     if progress:
         progress(1)
-    return frames_out
+    return result
 
 
 def dream(
@@ -429,13 +495,16 @@ def dream(
     sampler: str = "auto",
     temperature: float = 1.0,
     top_k: int | None = None,
+    like: str | None = None,
+    morph_to: str | None = None,
+    guidance: float = 1.0,
     device: str = "auto",
 ) -> Path:
     """Open a run, generate `frames` frames in `mode` and write them to `out` (.gif .mp4 .png or a folder).
 
     Everything cheap to check is checked before any model work, so bad input never leaves a partial file.
     `grid` lays out the largest square that fits in `frames`; `a` and `b` are the interpolation ends
-    (and `a` the first frame of `motion`); `keys` are walk keyframes or the 4 grid corners.
+    (and `a` the start of `motion`); `keys` are walk keyframes or the 4 grid corners.
     """
     export.check(out, fps, scale)
     _check_count("--frames", frames)
@@ -469,5 +538,6 @@ def dream(
                 log.warning("note: --mode grid uses a %dx%d grid (%d frames)", side, side, side * side)
             result = grid(run, list(keys) or None, side, side, method, snap, seed=seed, progress=progress)
         else:
-            result = motion(run, frames, seed, start=a, temperature=temperature, top_k=top_k, progress=progress)
+            result = motion(run, frames, seed, start=a, like=like, morph_to=morph_to, temperature=temperature,
+                            top_k=top_k, guidance=guidance, progress=progress)
     return export.save(result, out, fps=fps, scale=scale, smooth=smooth)

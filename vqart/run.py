@@ -56,7 +56,7 @@ class Run:
         if frames.ndim != 3 or frames.dtype != np.uint8 or frames.shape[1:] != self.frame_size:
             h, w = self.frame_size
             raise VqartError(f"expected uint8 frames shaped (N, {h}, {w}), got {frames.dtype} {frames.shape}")
-        return torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)[:, None].float() / 255.0
+        return torch.from_numpy(np.require(frames, requirements=["C", "W"])).to(self.device)[:, None].float() / 255.0
 
     @torch.no_grad()
     def encode(self, frames: np.ndarray) -> torch.Tensor:

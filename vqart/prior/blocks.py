@@ -28,8 +28,8 @@ def still_masked(unknown: int, steps: int) -> list[int]:
     return counts
 
 
-def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None) -> torch.Tensor:
-    """Logits (..., K) divided by the temperature, with all but the top_k set to -inf."""
+def filter_logits(logits: torch.Tensor, temperature: float | torch.Tensor = 1.0, top_k: int | None = None) -> torch.Tensor:
+    """Logits (..., K) divided by the temperature (a number, or one per row: (..., 1)), all but the top_k set to -inf."""
     logits = logits / temperature
     if top_k is not None:
         kth = logits.topk(top_k, dim=-1).values[..., -1:]
@@ -37,7 +37,7 @@ def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | N
     return logits
 
 
-def draw(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+def draw(logits: torch.Tensor, temperature: float | torch.Tensor = 1.0, top_k: int | None = None,
          generator: torch.Generator | None = None) -> torch.Tensor:
     """One code per row of logits (..., K), drawn by inverse CDF from one uniform each (torch.multinomial draws
     K exponentials per row, serially: 10x slower here), after temperature and top-k."""
@@ -143,18 +143,24 @@ class DepthHead(nn.Module):
         """Level `level`'s logits (N, K) from the depth blocks' output (N, dim) at that level."""
         return self.ln(y) @ self.out_weight[level].t() + self.out_bias[level]
 
-    def sample(self, context: torch.Tensor, temperature: float, top_k: int | None,
-               generator: torch.Generator | None, codes: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(self, context: torch.Tensor, temperature: float | torch.Tensor, top_k: int | None,
+               generator: torch.Generator | None, codes: torch.Tensor | None = None,
+               uncond: torch.Tensor | None = None, guidance: float = 1.0) -> torch.Tensor:
         """Draw N cells' codes (N, L) level by level given their contexts (N, dim), one cached block step per
-        level. With `codes` (N, L) given, returns the logits (N, L, K) those codes get instead (a check that
-        this path and `forward` agree)."""
+        level. With `uncond` contexts (classifier-free guidance) each level's logits are u + guidance * (c - u).
+        With `codes` (N, L) given, returns the logits (N, L, K) those codes get instead (a check that this path
+        and `forward` agree)."""
+        n = len(context)
+        both = context if uncond is None else torch.cat([context, uncond])
         caches: list = [None] * len(self.blocks)
         chosen, logits_seen = [], []
-        x, prefix = context[:, None] + self.pos[:, :1], 0.0
+        x, prefix = both[:, None] + self.pos[:, :1], 0.0
         for level in range(self.levels):
             for i, block in enumerate(self.blocks):
                 x, caches[i] = block.extend(x, caches[i])
             logits = self.level_logits(x[:, 0], level)
+            if uncond is not None:
+                logits = logits[n:] + guidance * (logits[:n] - logits[n:])
             if codes is None:
                 code = draw(logits, temperature, top_k, generator)
             else:
@@ -162,6 +168,6 @@ class DepthHead(nn.Module):
                 logits_seen.append(logits)
             chosen.append(code)
             if level + 1 < self.levels:
-                prefix = prefix + self.embed.table(code + level * self.k)
+                prefix = prefix + self.embed.table(code + level * self.k).repeat(len(both) // n, 1)
                 x = (prefix + self.pos[:, level + 1])[:, None]
         return torch.stack(chosen, 1) if codes is None else torch.stack(logits_seen, 1)

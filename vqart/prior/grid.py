@@ -63,23 +63,21 @@ class GridModel(nn.Module):
         return scores.argsort(dim=1).argsort(dim=1) < n_masked
 
     def loss(self, tokens: torch.Tensor, generator: torch.Generator | None = None,
-             context: torch.Tensor | None = None, scored: int | None = None) -> torch.Tensor:
-        """Cross-entropy of every level's code at masked cells (mean over codes); with `scored`, only that many
-        masked cells of the batch, drawn at random, go through the depth head (it costs more than the grid)."""
+             context: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy of every level's code at masked cells (mean over codes)."""
         mask = self.random_mask(len(tokens), tokens.device, generator)
         codes = tokens.transpose(1, 2)[mask]  # (N, L)
-        hidden = self.hidden(tokens, mask, context)[mask]
-        if scored is not None and scored < len(codes):
-            pick = torch.randperm(len(codes), device=codes.device, generator=generator)[:scored]
-            codes, hidden = codes[pick], hidden[pick]
-        logits = self.depth_head(hidden, codes)
+        logits = self.depth_head(self.hidden(tokens, mask, context)[mask], codes)
         return F.cross_entropy(logits.flatten(0, 1), codes.flatten())
 
     @torch.no_grad()
-    def sample(self, n: int, *, steps: int = 8, temperature: float = 1.0, top_k: int | None = None,
+    def sample(self, n: int, *, steps: int = 8, temperature: float | torch.Tensor = 1.0, top_k: int | None = None,
                generator: torch.Generator | None = None, tokens: torch.Tensor | None = None,
-               unknown: torch.Tensor | None = None, context: torch.Tensor | None = None) -> torch.Tensor:
+               unknown: torch.Tensor | None = None, context: torch.Tensor | None = None,
+               uncond: torch.Tensor | None = None, guidance: float = 1.0) -> torch.Tensor:
         """Parallel decoding of n grids (n, L, P); with `tokens` and `unknown` (n, P) it fills only those cells.
+        `context` (n, P, dim) is added to every cell's input; with `uncond` too, logits get classifier-free
+        guidance: u + guidance * (c - u). `temperature` may be one per grid (n,).
 
         Each step reveals a random subset of the masked cells (as many as the cosine schedule says) and draws
         their codes, level by level, given everything revealed so far. A random order rather than MaskGIT's
@@ -101,7 +99,9 @@ class GridModel(nn.Module):
             if not reveal.any():
                 continue
             h = self.hidden(cells.transpose(1, 2), mask, context)
-            cells[reveal] = self.depth_head.sample(h[reveal], temperature, top_k, generator)
+            h_u = None if uncond is None else self.hidden(cells.transpose(1, 2), mask, uncond)[reveal]
+            temp = temperature[:, None].expand_as(mask)[reveal][:, None] if torch.is_tensor(temperature) else temperature
+            cells[reveal] = self.depth_head.sample(h[reveal], temp, top_k, generator, uncond=h_u, guidance=guidance)
             mask &= ~reveal
         return cells.transpose(1, 2).contiguous()
 

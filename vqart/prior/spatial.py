@@ -119,7 +119,6 @@ def train_prior(
     batch_size: int = 16,
     lr: float = 6e-3,
     steps: int = 8,
-    init_codebooks: bool = True,
     on_step: Callable[[float, float], None] | None = None,
     **shape: int,
 ) -> dict:
@@ -137,13 +136,11 @@ def train_prior(
     train, select, test = (encode_tokens(run, split.frames(part)) for part in ("train", "select", "test"))
     torch.manual_seed(seed)
     model = GridModel(cfg).to(run.device)
-    if init_codebooks:
-        model.start_from_codebooks(torch.stack([layer.embed for layer in run.model.quantizer.layers]))
     probe = select[:: max(1, len(select) // 48)]  # scoring costs `steps` passes: a spread-out few grids suffice
 
     def batch_loss(generator: torch.Generator) -> torch.Tensor:
         idx = torch.randint(0, len(train), (batch_size,), device=run.device, generator=generator)
-        return model.loss(train[idx], generator=generator, scored=scored)
+        return model.loss(train[idx], generator=generator)
 
     history = fit(model, batch_loss, lambda: float(model.bits(probe, steps=steps).sum()), seconds=minutes * 60,
                   lr=lr, seed=seed, device=run.device, on_step=on_step)

@@ -42,15 +42,21 @@ class Engine:
         self._filler.start()
 
     def info(self) -> dict:
-        """What a client needs to know: codebook, grid and frame size, the dataset's sketches, the default sampler."""
-        model = self.run.model
+        """What a client needs to know: the bottleneck (codebook and levels, or a VAE's Gaussian), grid and frame
+        size, the dataset's sketches, the sampler "auto" uses."""
+        model, quantized = self.run.model, self.run.quantized
+        if not quantized:
+            sampler = "gaussian"
+        else:
+            sampler = "prior" if (self.run.path / PRIOR_FILE).is_file() else "unigram"
         return {
-            "codebook_size": int(model.codebook_size),
-            "levels": int(model.levels),
+            "quantizer": "vq" if quantized else "none",
+            "codebook_size": int(model.codebook_size) if quantized else None,
+            "levels": int(model.levels) if quantized else 0,
             "grid": list(self.run.grid_size),
             "frame_size": list(self.run.frame_size),
             "sketches": {name: len(frames) for name, frames in self.sketches.items()},
-            "sampler": "prior" if (self.run.path / PRIOR_FILE).is_file() else "unigram",  # what "auto" uses
+            "sampler": sampler,
         }
 
     def pooled(self) -> int:

@@ -1,0 +1,117 @@
+"""The motion prior on a world simple enough to learn in seconds: a square sliding one code cell per frame."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import tiny_config
+from synthetic import sliding_square, write_sketch
+
+from vqart import generate
+from vqart.cli import cli
+from vqart.errors import VqartError
+from vqart.prior.motion import load_motion, motion_data, train_motion
+from vqart.run import open_run
+from vqart.train import train
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def square_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run (2 residual levels) on two sliding-square sketches, with a motion prior trained for a few seconds."""
+    data = tmp_path_factory.mktemp("squares")
+    write_sketch(data, "high", sliding_square(96, row=12))
+    write_sketch(data, "low", sliding_square(96, row=40))
+    # The square repeats every 16 frames, so every held-out frame has a twin: keep them (this is about motion).
+    config = tiny_config(epochs=12, twin_threshold=0.0)
+    run = train(data, tmp_path_factory.mktemp("run") / "square", config=config, device="cpu")
+    metrics = train_motion(open_run(run, device="cpu"), minutes=3, max_steps=250, dim=32, depth=2, heads=2)
+    assert metrics["train_steps"] == 250
+    return run
+
+
+def centroid_x(frames: np.ndarray) -> np.ndarray:
+    """The x of the bright pixels' centre per frame, unwrapped from the 64-pixel circle as angles."""
+    angle = np.arange(frames.shape[2]) / frames.shape[2] * 2 * np.pi
+    weight = (frames > 128).sum(axis=1).astype(float)  # (N, W)
+    z = (weight * np.exp(1j * angle)).sum(axis=1)
+    return np.unwrap(np.angle(z)) / (2 * np.pi) * frames.shape[2]
+
+
+@pytest.mark.slow
+def test_the_motion_prior_beats_copying_and_a_rollout_keeps_the_square_moving(square_run):
+    metrics = json.loads((square_run / "motion.json").read_text())
+    assert metrics["bits_per_code"] < 0.7 * metrics["baselines"]["copy previous frame"]
+    run = open_run(square_run, device="cpu")
+    frames = generate.motion(run, 24, seed=0, start="high:20")
+    assert frames.shape == (24, 64, 64)
+    steps = np.diff(centroid_x(frames))
+    assert np.median(steps) == pytest.approx(4, abs=1.5)  # one cell to the right per frame, as in the data
+    assert (frames[-8:] > 128).sum(axis=(1, 2)).min() > 50  # the square is still there at the end
+
+
+def test_rollouts_are_deterministic_by_seed_and_start_anywhere(square_run, tmp_path):
+    run = open_run(square_run, device="cpu")
+    first = generate.motion(run, 6, seed=3, start="low:10")
+    np.testing.assert_array_equal(first, generate.motion(run, 6, seed=3, start="low:10"))
+    assert not np.array_equal(first, generate.motion(run, 6, seed=4, start="low:10"))
+    np.testing.assert_array_equal(first[0], generate.reconstruct(run, "low:10"))
+    drawing = tmp_path / "drawing.png"
+    from PIL import Image
+
+    Image.fromarray(sliding_square(1, row=30)[0]).save(drawing)
+    assert generate.motion(run, 4, seed=0, start=str(drawing)).shape == (4, 64, 64)
+    assert generate.motion(run, 4, seed=0, like="high", morph_to="low", guidance=2.0).shape == (4, 64, 64)
+    prior = load_motion(run)
+    assert prior.model.cfg.levels == 2 and prior.sketches == ["high", "low"]
+
+
+def test_dream_motion_writes_a_gif_and_the_bad_inputs_are_one_line(square_run, tmp_path):
+    out = tmp_path / "m.gif"
+    ok = CliRunner().invoke(cli, ["dream", str(square_run), "-o", str(out), "--mode", "motion", "--frames", "5",
+                                  "--start", "high:3", "--like", "low", "--seed", "1", "--device", "cpu"])
+    assert ok.exit_code == 0, ok.output
+    alias = CliRunner().invoke(cli, ["dream", str(square_run), "-o", str(tmp_path / "a.gif"), "--mode", "motion",
+                                     "--frames", "3", "--a", "high:3", "--device", "cpu"])
+    assert alias.exit_code == 0, alias.output
+    for args, message in [(["--start", "nowhere:3"], "unknown sketch 'nowhere'"),
+                          (["--like", "nowhere"], "the motion prior knows high, low"),
+                          (["--morph-to", "nowhere"], "the motion prior knows high, low")]:
+        bad = CliRunner().invoke(cli, ["dream", str(square_run), "-o", str(tmp_path / "x.gif"), "--mode", "motion",
+                                       "--frames", "3", *args, "--device", "cpu"])
+        assert bad.exit_code == 1 and message in bad.output and "Traceback" not in bad.output
+
+
+def test_motion_without_a_motion_prior_names_the_command_that_trains_one(tiny_run, tmp_path):
+    bad = CliRunner().invoke(cli, ["dream", str(tiny_run), "-o", str(tmp_path / "x.gif"), "--mode", "motion",
+                                   "--device", "cpu"])
+    assert bad.exit_code == 1 and f"vqart prior {tiny_run} --motion" in bad.output
+
+
+def test_too_few_consecutive_frames_say_how_many_are_needed(tiny_run):
+    run = open_run(tiny_run, device="cpu")  # 40 frames a sketch, held-out segments in between
+    with pytest.raises(VqartError, match=r"needs 41 consecutive training frames .* the longest run here is \d+"):
+        motion_data(run, context=40)
+    with pytest.raises(VqartError, match="--context must be between 1 and 16"):
+        train_motion(run, minutes=0.01, context=0)
+
+
+def test_a_walk_through_dataset_frames_plays_their_motion_and_still_closes_its_loop(square_run):
+    run = open_run(square_run, device="cpu")
+    keys = ["high:10", "low:30"]
+    steps = lambda loop: np.array([np.abs(loop[(i + 1) % 16].astype(int) - loop[i].astype(int)).mean() for i in range(16)])
+    moving = steps(generate.walk(run, keys, frames=16))  # the last step is the seam: frame 15 -> frame 0
+    still = steps(generate.walk(run, [generate.dataset_frame(run, k) for k in keys], frames=16))
+    # Easing into a keyframe, a walk between still images (as before) hardly moves; one between dataset frames
+    # keeps moving with its sketches.
+    near_keys = [0, 7, 8, 15]
+    assert moving[near_keys].min() > 2 * still[near_keys].max(), (moving, still)
+    assert moving[-1] < 3 * np.median(moving[:-1])  # no jump at the seam
+    same = lambda a, b: np.testing.assert_allclose(a.astype(int), b.astype(int), rtol=0, atol=1)
+    same(generate.walk(run, keys, frames=16)[8], generate.reconstruct(run, "low:30"))  # B at its own frame
