@@ -41,6 +41,27 @@ def tiny_run(frames_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return train(frames_dir, out, config=tiny_config(), device="cpu")
 
 
+@pytest.fixture(scope="session")
+def square_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run (2 residual levels) on two sketches of a square sliding one code cell per frame, with a motion prior
+    trained for 250 steps: a world simple enough to learn in seconds."""
+    from synthetic import sliding_square
+
+    from vqart.prior.motion import train_motion
+    from vqart.run import open_run
+    from vqart.train import train
+
+    data = tmp_path_factory.mktemp("squares")
+    write_sketch(data, "high", sliding_square(96, row=12))
+    write_sketch(data, "low", sliding_square(96, row=40))
+    # The square repeats every 16 frames, so every held-out frame has a twin: keep them (this is about motion).
+    run = train(data, tmp_path_factory.mktemp("run") / "square", config=tiny_config(epochs=12, twin_threshold=0.0),
+                device="cpu")
+    metrics = train_motion(open_run(run, device="cpu"), minutes=3, max_steps=250, dim=32, depth=2, heads=2)
+    assert metrics["train_steps"] == 250
+    return run
+
+
 @pytest.fixture(scope="module")
 def browser():
     """A headless Chromium for one test module (found and launched as `vqart capture` does)."""

@@ -144,3 +144,11 @@ def test_draw_follows_the_distribution_and_never_picks_a_filtered_code():
     counts = torch.bincount(draw(logits, generator=torch.Generator().manual_seed(0)), minlength=4).float()
     torch.testing.assert_close(counts / counts.sum(), logits[0].exp(), atol=0.01, rtol=0)
     assert set(draw(logits, top_k=2, generator=torch.Generator().manual_seed(1)).tolist()) == {1, 2}
+
+
+def test_a_grid_drawn_with_its_own_generator_is_the_same_alone_or_in_a_batch():
+    model = tiny_prior(levels=2)
+    gen = lambda seed: torch.Generator().manual_seed(seed)
+    alone = model.sample(1, generator=[gen(5)])
+    batch = model.sample(3, generator=[gen(9), gen(5), gen(11)])
+    assert torch.equal(batch[1], alone[0]) and not torch.equal(batch[0], batch[1])

@@ -451,3 +451,71 @@ def test_vqart_serve_runs_unattended(tiny_run):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def motion_server(square_run: Path):
+    """A server on a run that has a motion prior."""
+    app, _ = create_app(open_run(square_run, device="cpu"))
+    srv = serve_in_background(app)
+    yield f"http://127.0.0.1:{srv.server_port}"
+    srv.shutdown()
+    app.extensions["vqart"].close()
+
+
+def _stream_frames(c: Conn, rid: str, count: int, timeout: float = 30) -> list[tuple[int, np.ndarray]]:
+    """The first `count` (seq, frame) a stream sends."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with c.cv:
+            got = [(p["seq"], decoded(p)[0]) for n, p in c.got if n == "frames" and p.get("id") == rid]
+        if len(got) >= count:
+            return got[:count]
+        assert time.monotonic() < deadline, f"{rid}: {len(got)} of {count} frames"
+        time.sleep(0.05)
+
+
+def test_motion_streams_of_all_clients_advance_together_each_by_its_own_seed(motion_server):
+    info = Conn(motion_server)
+    try:
+        assert info.ask("info", {"id": "i"})[1]["motion"] is True
+    finally:
+        info.close()
+    clients = [Conn(motion_server) for _ in range(3)]
+    try:
+        seeds = [5, 5, 9]  # the first two must see the same frames, whoever else is batched with them
+        for i, (c, seed) in enumerate(zip(clients, seeds)):
+            name, reply = c.ask("stream", {"id": f"m{i}", "mode": "motion", "fps": 20, "seed": seed, "start": "high:10"})
+            assert name == "streaming", reply
+        got = [_stream_frames(c, f"m{i}", 6) for i, c in enumerate(clients)]
+        for c, i in zip(clients, range(3)):
+            assert c.ask("stop", {"id": f"m{i}"}, kinds=("stopped", "error"))[0] == "stopped"
+    finally:
+        for c in clients:
+            c.close()
+    frames = [np.stack([f for _, f in g]) for g in got]
+    assert all(f.shape == (6, 64, 64) for f in frames)
+    assert [s for s, _ in got[0]] == sorted(s for s, _ in got[0])
+    np.testing.assert_array_equal(frames[0], frames[1])
+    assert not np.array_equal(frames[0], frames[2])
+
+
+@pytest.mark.parametrize(("payload", "code", "message"), [
+    ({"mode": "motion", "like": "nowhere"}, "not_found", "the motion prior knows high, low"),
+    ({"mode": "motion", "start": "nowhere:3"}, "not_found", "unknown sketch 'nowhere'"),
+    ({"mode": "motion", "like": 7}, "bad_payload", "like must be a sketch name"),
+])
+def test_bad_motion_streams_are_refused(motion_server, payload, code, message):
+    c = Conn(motion_server)
+    try:
+        name, reply = c.ask("stream", {"id": "bad", **payload})
+    finally:
+        c.close()
+    assert name == "error" and reply["code"] == code and message in reply["message"], reply
+
+
+def test_motion_without_a_motion_prior_gets_the_command_that_trains_one(conn, tiny_run):
+    assert conn.ask("info", {"id": "i"})[1]["motion"] is False
+    name, reply = conn.ask("stream", {"id": "m", "mode": "motion"})
+    assert name == "error" and reply["code"] == "not_found"
+    assert f"vqart prior {tiny_run} --motion" in reply["message"]

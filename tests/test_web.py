@@ -97,3 +97,57 @@ def test_client_resolves_p5_images_and_rejects_with_server_message(page, server)
     assert result["streamed"] and result["info"] == [64, 64]
     assert result["error"][0] == "out_of_range" and "n=1000" in result["error"][1]
     assert not page.errors, page.errors
+
+
+@pytest.fixture(scope="module")
+def motion_server(square_run: Path):
+    """A server on a run that has a motion prior."""
+    app, _ = create_app(open_run(square_run, device="cpu"))
+    srv = serve_in_background(app)
+    yield f"http://127.0.0.1:{srv.server_port}"
+    srv.shutdown()
+    app.extensions["vqart"].close()
+
+
+def test_the_live_page_motion_mode_keeps_the_canvas_changing(page, motion_server):
+    page.goto(motion_server + "/")
+    page.wait_for_function("document.getElementById('meta').textContent.includes('codes')", timeout=20000)
+    assert page.locator("[data-mode=motion]").is_enabled()
+    page.click("[data-mode=motion]")
+    page.locator("#thumbs img").nth(3).click()  # in motion mode a thumbnail is the start frame
+    page.select_option("#like", "low")
+    assert page.locator("[data-mode=motion]").get_attribute("class") == "on"
+    assert_animates(page)
+    assert not page.errors, page.errors
+
+
+def test_the_mirror_example_sets_a_drawing_moving(page, motion_server):
+    page.goto(f"{motion_server}/examples/mirror.html")
+    page.wait_for_selector("canvas")
+    page.mouse.move(60, 60)
+    page.mouse.down()
+    page.mouse.move(200, 120, steps=10)
+    page.mouse.up()
+    assert_animates(page)
+    assert not page.errors, page.errors
+
+
+def test_vqart_js_streams_motion_from_a_drawing(page, motion_server):
+    page.goto(f"{motion_server}/")
+    result = page.evaluate("""async () => {
+        const model = await vqart.connect();
+        const drawing = document.createElement('canvas');
+        drawing.width = drawing.height = 64;
+        const g = drawing.getContext('2d');
+        g.fillStyle = '#000'; g.fillRect(0, 0, 64, 64); g.fillStyle = '#fff'; g.fillRect(8, 20, 12, 12);
+        const frames = [];
+        const handle = model.stream({ mode: 'motion', start: drawing, like: 'high', fps: 20, seed: 3 },
+                                    img => frames.push(img));
+        await handle.started;
+        await new Promise(r => setTimeout(r, 1500));
+        await handle.stop();
+        model.close();
+        return { motion: model.info.motion, frames: frames.length,
+                 images: frames.every(f => f instanceof p5.Image && f.width === 64) };
+    }""")
+    assert result["motion"] and result["frames"] >= 5 and result["images"], result

@@ -31,7 +31,7 @@ from vqart.data import load_frames, parse_ref
 from vqart.errors import VqartError
 from vqart.prior import PRIOR_FILE, GridModel, as_grids, as_tokens, load_prior
 from vqart.prior.blocks import filter_logits
-from vqart.prior.motion import MOTION_FILE, MotionPrior, Rollout, load_motion, start_context
+from vqart.prior.motion import MOTION_FILE, MotionPrior, advance, load_motion, start_context
 from vqart.run import Run, open_run
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ METHODS = ("slerp", "lerp")
 DECODE_BATCH = 64
 
 
-def _generator(run: Run, seed: int | None) -> torch.Generator:
+def make_generator(run: Run, seed: int | None) -> torch.Generator:
     """A torch.Generator on the run's device: the same seed gives the same frames; None draws a fresh seed."""
     return torch.Generator(device=run.device).manual_seed(secrets.randbits(63) if seed is None else seed)
 
@@ -215,7 +215,7 @@ def sample_codes(
     prior = _cached_prior(run) if sampler != "unigram" else None
     if sampler == "prior" and prior is None:
         raise VqartError(f"no prior trained in {run.path}; train one with `vqart prior {run.path}` or use sampler unigram")
-    generator = _generator(run, seed)
+    generator = make_generator(run, seed)
     if prior is not None:
         tokens = prior.sample(n, steps=steps, temperature=temperature, top_k=top_k, generator=generator)
         return as_grids(tokens, *run.grid_size)
@@ -253,7 +253,7 @@ def sample(
         if sampler == "prior":
             run.require_codes("a prior")
         _check_count("n", n)
-        generator = _generator(run, seed)
+        generator = make_generator(run, seed)
         z = torch.randn(n, run.model.config.code_dim, *run.grid_size, device=run.device, generator=generator)
         return _decode(run, z * temperature, progress=progress)
     codes = sample_codes(run, n, sampler=sampler, temperature=temperature, top_k=top_k, seed=seed, steps=steps)
@@ -412,7 +412,7 @@ def cached_motion(run: Run) -> MotionPrior:
 
 
 def motion_start(run: Run, prior: MotionPrior, start: Ref | None, generator: torch.Generator) -> tuple[torch.Tensor, str | None]:
-    """A rollout's past (1, K, L, P) and the sketch it comes from: a dataset frame "sketch:frame" brings the
+    """A rollout's past (K, L, P) and the sketch it comes from: a dataset frame "sketch:frame" brings the
     frames before it (its real motion); an image, or "sample" (a spatial prior sample), is held still for K
     frames; None picks a dataset frame by the seed."""
     k = prior.model.context_frames
@@ -456,18 +456,15 @@ def motion(
     prior = cached_motion(run)
     if top_k is not None and not 1 <= top_k <= run.model.codebook_size:
         raise VqartError(f"top_k must be between 1 and the codebook size {run.model.codebook_size}, got {top_k}")
-    generator = _generator(run, seed)
+    generator = make_generator(run, seed)
     past, sketch = motion_start(run, prior, start, generator)
-    a = prior.label(like if like is not None else sketch)
-    b = prior.label(morph_to) if morph_to is not None else a
-    rollout = Rollout(prior, past, [(a, b, 0.0)], temperature=[temperature], top_k=top_k, guidance=guidance,
-                      generator=generator)
-    out = [past[:, -1]]
+    state = prior.state(past, like if like is not None else sketch, temperature, generator, morph_to)
+    out = [past[-1:]]
     for i in range(1, frames):
         if morph_to is not None:
             t = i / max(1, frames - 1)
-            rollout.set_labels([(a, b, t * t * (3 - 2 * t))])  # eased, so the ends hold their sketches a while
-        out.append(rollout.step())
+            state.label = (*state.label[:2], t * t * (3 - 2 * t))  # eased: the ends hold their sketches a while
+        out.append(advance(prior, [state], top_k=top_k, guidance=guidance))
         if progress:
             progress(1)
     result = _decode_codes(run, as_grids(torch.cat(out), *run.grid_size))

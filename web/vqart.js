@@ -49,10 +49,10 @@
     return e;
   }
 
-  /** Options with their frame fields (a, b, image) converted for the wire. */
+  /** Options with their frame fields (a, b, image, start) converted for the wire. */
   async function wireOptions(options) {
     const payload = { ...options };
-    for (const key of ['a', 'b', 'image']) {
+    for (const key of ['a', 'b', 'image', 'start']) {
       if (key in payload) payload[key] = await toWire(payload[key]);
     }
     return payload;
@@ -94,8 +94,10 @@
 
     /**
      * Frames pushed at `fps` until stopped: onFrame(img, seq) per frame. Options: mode ('walk' | 'sample' |
-     * 'interpolate'), fps, temperature, seed, sampler; walk: frames, source ('dataset' | 'sample');
-     * interpolate: a, b, steps, method. Returns {id, started, stop()}.
+     * 'interpolate' | 'motion'), fps, temperature, seed, sampler; walk: frames, source ('dataset' | 'sample');
+     * interpolate: a, b, steps, method; motion (when info.motion): start ("sketch:frame" or an image, e.g. a
+     * drawing; default: one picked by the seed), like (a sketch name to steer toward).
+     * Returns {id, started, stop()}.
      */
     stream(options, onFrame, onError = err => console.error('vqart stream:', err.message)) {
       const id = this._id();

@@ -28,23 +28,43 @@ def still_masked(unknown: int, steps: int) -> list[int]:
     return counts
 
 
-def filter_logits(logits: torch.Tensor, temperature: float | torch.Tensor = 1.0, top_k: int | None = None) -> torch.Tensor:
-    """Logits (..., K) divided by the temperature (a number, or one per row: (..., 1)), all but the top_k set to -inf."""
+def filter_logits(logits: torch.Tensor, temperature: float | torch.Tensor = 1.0, top_k: int | None = None,
+                  min_p: float | torch.Tensor = 0.0) -> torch.Tensor:
+    """Logits (..., K) divided by the temperature (a number, or one per row: (..., 1)), all but the top_k set to
+    -inf, and those less than `min_p` times as likely as the likeliest (min-p sampling: the long tail of a broad
+    distribution is where noise comes from)."""
     logits = logits / temperature
     if top_k is not None:
         kth = logits.topk(top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
+    if torch.is_tensor(min_p) or min_p > 0:  # a number, or one per row: (..., 1)
+        floor = torch.as_tensor(min_p, dtype=logits.dtype, device=logits.device).clamp(min=1e-12).log()
+        logits = logits.masked_fill(logits < logits.max(dim=-1, keepdim=True).values + floor, float("-inf"))
     return logits
 
 
+Generators = torch.Generator | list[torch.Generator] | None
+
+
+def uniform(shape: tuple[int, ...], generator: Generators, device: torch.device | str) -> torch.Tensor:
+    """Uniform [0, 1) numbers of `shape`; with a list of generators, row i comes from generator i alone, so each
+    row is the same whatever else is in the batch (streams of different clients sampled together)."""
+    if isinstance(generator, list):
+        return torch.stack([torch.rand(shape[1:], generator=g, device=device) for g in generator])
+    return torch.rand(shape, generator=generator, device=device)
+
+
 def draw(logits: torch.Tensor, temperature: float | torch.Tensor = 1.0, top_k: int | None = None,
-         generator: torch.Generator | None = None) -> torch.Tensor:
-    """One code per row of logits (..., K), drawn by inverse CDF from one uniform each (torch.multinomial draws
-    K exponentials per row, serially: 10x slower here), after temperature and top-k."""
-    probs = filter_logits(logits, temperature, top_k).softmax(dim=-1)
+         u: torch.Tensor | None = None, generator: torch.Generator | None = None,
+         min_p: float | torch.Tensor = 0.0) -> torch.Tensor:
+    """One code per row of logits (..., K), drawn by inverse CDF from one uniform each (`u`, shaped like the rows;
+    else from `generator`; torch.multinomial draws K exponentials per row, serially: 10x slower), after
+    temperature and top-k."""
+    probs = filter_logits(logits, temperature, top_k, min_p).softmax(dim=-1)
     cdf = probs.cumsum(dim=-1)
-    u = torch.rand(probs.shape[:-1] + (1,), device=probs.device, generator=generator) * cdf[..., -1:]
-    return torch.searchsorted(cdf, u, right=True).clamp(max=probs.shape[-1] - 1)[..., 0]
+    if u is None:
+        u = torch.rand(probs.shape[:-1], device=probs.device, generator=generator)
+    return torch.searchsorted(cdf, (u[..., None] * cdf[..., -1:]).contiguous(), right=True).clamp(max=probs.shape[-1] - 1)[..., 0]
 
 
 class Block(nn.Module):
@@ -117,16 +137,37 @@ class CodeEmbedding(nn.Module):
 
 class DepthHead(nn.Module):
     """Predicts a cell's L codes coarse to fine: input 1 is the cell's spatial context, input l the sum of the
-    embeddings of levels 1..l-1 (RQ-Transformer's depth transformer), through causal blocks."""
+    embeddings of levels 1..l-1 (RQ-Transformer's depth transformer), through causal blocks.
 
-    def __init__(self, embed: CodeEmbedding, dim: int, heads: int, layers: int):
+    With `sources` > 0 it can also point: each level's logits get a bonus, predicted from the cell's context, for
+    each of `sources` candidate codes (the motion prior's: the previous frame's 3x3 neighbourhood of the cell),
+    the first candidate starting favoured. Copying is then there from the first step, and training goes to
+    learning where things move from.
+    """
+
+    def __init__(self, embed: CodeEmbedding, dim: int, heads: int, layers: int, sources: int = 0):
         super().__init__()
-        self.embed, self.levels, self.k = embed, embed.levels, embed.k
+        self.embed, self.levels, self.k, self.sources = embed, embed.levels, embed.k, sources
         self.pos = nn.Parameter(torch.randn(1, self.levels, dim) * 0.02)
         self.blocks = nn.Sequential(*(Block(dim, heads) for _ in range(layers)))
         self.ln = nn.LayerNorm(dim)
         self.out_weight = nn.Parameter(torch.randn(self.levels, self.k, dim) * dim**-0.5)  # one output layer per level
         self.out_bias = nn.Parameter(torch.zeros(self.levels, self.k))
+        if sources:
+            self.pointer = nn.Linear(dim, self.levels * sources)
+            nn.init.zeros_(self.pointer.weight)
+            with torch.no_grad():
+                self.pointer.bias.view(self.levels, sources).copy_(torch.tensor([2.0] + [0.0] * (sources - 1)))
+
+    def pointed(self, logits: torch.Tensor, context: torch.Tensor, candidates: torch.Tensor | None,
+                level: int | None = None) -> torch.Tensor:
+        """Add the pointer's bonuses: logits (N, L, K) (or one level's (N, K)), candidates (N, L, S) codes."""
+        if candidates is None:
+            return logits
+        bonus = self.pointer(context).view(len(context), self.levels, self.sources)
+        if level is not None:
+            return logits.scatter_add(-1, candidates[:, level], bonus[:, level])
+        return logits.scatter_add(-1, candidates, bonus)
 
     def _inputs(self, context: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """(N, dim) context and (N, l) codes chosen so far -> depth inputs (N, l + 1, dim)."""
@@ -134,22 +175,24 @@ class DepthHead(nn.Module):
         x = torch.cat([context[:, None], prefix], dim=1)
         return x + self.pos[:, : x.shape[1]]
 
-    def forward(self, context: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    def forward(self, context: torch.Tensor, codes: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced logits (N, L, K) for every level of N cells with true codes (N, L)."""
         y = self.ln(self.blocks(self._inputs(context, codes[:, :-1])))
-        return torch.einsum("nld,lkd->nlk", y, self.out_weight) + self.out_bias
+        logits = torch.einsum("nld,lkd->nlk", y, self.out_weight) + self.out_bias
+        return self.pointed(logits, context, candidates)
 
     def level_logits(self, y: torch.Tensor, level: int) -> torch.Tensor:
         """Level `level`'s logits (N, K) from the depth blocks' output (N, dim) at that level."""
         return self.ln(y) @ self.out_weight[level].t() + self.out_bias[level]
 
     def sample(self, context: torch.Tensor, temperature: float | torch.Tensor, top_k: int | None,
-               generator: torch.Generator | None, codes: torch.Tensor | None = None,
-               uncond: torch.Tensor | None = None, guidance: float = 1.0) -> torch.Tensor:
+               uniforms: torch.Tensor, codes: torch.Tensor | None = None,
+               uncond: torch.Tensor | None = None, guidance: float = 1.0,
+               candidates: torch.Tensor | None = None, min_p: float | torch.Tensor = 0.0) -> torch.Tensor:
         """Draw N cells' codes (N, L) level by level given their contexts (N, dim), one cached block step per
-        level. With `uncond` contexts (classifier-free guidance) each level's logits are u + guidance * (c - u).
-        With `codes` (N, L) given, returns the logits (N, L, K) those codes get instead (a check that this path
-        and `forward` agree)."""
+        level, each from its uniform in `uniforms` (N, L). With `uncond` contexts (classifier-free guidance)
+        each level's logits are u + guidance * (c - u). With `codes` (N, L) given, returns the logits (N, L, K)
+        those codes get instead (a check that this path and `forward` agree)."""
         n = len(context)
         both = context if uncond is None else torch.cat([context, uncond])
         caches: list = [None] * len(self.blocks)
@@ -159,10 +202,12 @@ class DepthHead(nn.Module):
             for i, block in enumerate(self.blocks):
                 x, caches[i] = block.extend(x, caches[i])
             logits = self.level_logits(x[:, 0], level)
+            if candidates is not None:
+                logits = self.pointed(logits, both, candidates.repeat(len(both) // n, 1, 1), level)
             if uncond is not None:
                 logits = logits[n:] + guidance * (logits[:n] - logits[n:])
             if codes is None:
-                code = draw(logits, temperature, top_k, generator)
+                code = draw(logits, temperature, top_k, u=uniforms[:, level], min_p=min_p)
             else:
                 code = codes[:, level]
                 logits_seen.append(logits)

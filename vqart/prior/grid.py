@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vqart.prior.blocks import Block, CodeEmbedding, DepthHead, masked_fraction, still_masked
+from vqart.prior.blocks import Block, CodeEmbedding, DepthHead, Generators, masked_fraction, still_masked, uniform
 
 
 @dataclass
@@ -29,6 +29,7 @@ class GridConfig:
     depth: int = 4  # grid-aware blocks
     heads: int = 4
     depth_layers: int = 1  # causal blocks of the depth head, over a cell's levels
+    sources: int = 0  # candidate codes per cell the depth head may point at (the motion prior's: 9)
 
 
 class GridModel(nn.Module):
@@ -46,7 +47,7 @@ class GridModel(nn.Module):
         grid = (cfg.height, cfg.width)
         self.blocks = nn.Sequential(*(Block(cfg.dim, cfg.heads, grid) for _ in range(cfg.depth)))
         self.ln_f = nn.LayerNorm(cfg.dim)
-        self.depth_head = DepthHead(self.embed, cfg.dim, cfg.heads, cfg.depth_layers)
+        self.depth_head = DepthHead(self.embed, cfg.dim, cfg.heads, cfg.depth_layers, cfg.sources)
 
     def hidden(self, tokens: torch.Tensor, mask: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Each cell's spatial context (B, P, dim) given tokens (B, L, P) with `mask` (B, P) hiding cells."""
@@ -63,21 +64,25 @@ class GridModel(nn.Module):
         return scores.argsort(dim=1).argsort(dim=1) < n_masked
 
     def loss(self, tokens: torch.Tensor, generator: torch.Generator | None = None,
-             context: torch.Tensor | None = None) -> torch.Tensor:
-        """Cross-entropy of every level's code at masked cells (mean over codes)."""
+             context: torch.Tensor | None = None, candidates: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy of every level's code at masked cells (mean over codes); `candidates` (B, P, L, S) are
+        codes the depth head may point at."""
         mask = self.random_mask(len(tokens), tokens.device, generator)
         codes = tokens.transpose(1, 2)[mask]  # (N, L)
-        logits = self.depth_head(self.hidden(tokens, mask, context)[mask], codes)
+        pointed = None if candidates is None else candidates[mask]
+        logits = self.depth_head(self.hidden(tokens, mask, context)[mask], codes, pointed)
         return F.cross_entropy(logits.flatten(0, 1), codes.flatten())
 
     @torch.no_grad()
     def sample(self, n: int, *, steps: int = 8, temperature: float | torch.Tensor = 1.0, top_k: int | None = None,
-               generator: torch.Generator | None = None, tokens: torch.Tensor | None = None,
+               generator: Generators = None, tokens: torch.Tensor | None = None,
                unknown: torch.Tensor | None = None, context: torch.Tensor | None = None,
-               uncond: torch.Tensor | None = None, guidance: float = 1.0) -> torch.Tensor:
+               uncond: torch.Tensor | None = None, guidance: float = 1.0,
+               candidates: torch.Tensor | None = None, min_p: float | torch.Tensor = 0.0) -> torch.Tensor:
         """Parallel decoding of n grids (n, L, P); with `tokens` and `unknown` (n, P) it fills only those cells.
         `context` (n, P, dim) is added to every cell's input; with `uncond` too, logits get classifier-free
-        guidance: u + guidance * (c - u). `temperature` may be one per grid (n,).
+        guidance: u + guidance * (c - u). `temperature` and `min_p` may be one per grid (n,); `generator` one per
+        grid (a list), and each grid is then the same whatever else is in the batch.
 
         Each step reveals a random subset of the masked cells (as many as the cosine schedule says) and draws
         their codes, level by level, given everything revealed so far. A random order rather than MaskGIT's
@@ -94,20 +99,24 @@ class GridModel(nn.Module):
         for step in range(steps):
             fraction = masked_fraction((step + 1) / steps) if step < steps - 1 else 0.0
             n_reveal = mask.sum(dim=1) - (n_unknown * fraction).floor().long()
-            order = torch.rand(mask.shape, device=device, generator=generator).masked_fill(~mask, 2.0)
+            order = uniform(mask.shape, generator, device).masked_fill(~mask, 2.0)
+            cell_uniforms = uniform((n, self.cells, self.cfg.levels), generator, device)
             reveal = mask & (order.argsort(dim=1).argsort(dim=1) < n_reveal[:, None])
             if not reveal.any():
                 continue
             h = self.hidden(cells.transpose(1, 2), mask, context)
             h_u = None if uncond is None else self.hidden(cells.transpose(1, 2), mask, uncond)[reveal]
-            temp = temperature[:, None].expand_as(mask)[reveal][:, None] if torch.is_tensor(temperature) else temperature
-            cells[reveal] = self.depth_head.sample(h[reveal], temp, top_k, generator, uncond=h_u, guidance=guidance)
+            per_cell = lambda v: v[:, None].expand_as(mask)[reveal][:, None] if torch.is_tensor(v) else v
+            temp, floor = per_cell(temperature), per_cell(min_p)
+            cells[reveal] = self.depth_head.sample(
+                h[reveal], temp, top_k, cell_uniforms[reveal], uncond=h_u, guidance=guidance,
+                candidates=None if candidates is None else candidates[reveal], min_p=floor)
             mask &= ~reveal
         return cells.transpose(1, 2).contiguous()
 
     @torch.no_grad()
     def bits(self, tokens: torch.Tensor, *, steps: int = 8, seed: int = 0, batch_size: int = 64,
-             context: torch.Tensor | None = None) -> torch.Tensor:
+             context: torch.Tensor | None = None, candidates: torch.Tensor | None = None) -> torch.Tensor:
         """Total negative log2-likelihood per level (L,) of (N, L, P) tokens, in the sampler's own factorisation.
 
         A fixed random reveal order over cells split into the sampler's `steps` chunks: each chunk's cells are
@@ -123,12 +132,14 @@ class GridModel(nn.Module):
         for i in range(0, len(tokens), batch_size):
             batch = tokens[i : i + batch_size]
             ctx = None if context is None else context[i : i + batch_size]
+            cand = None if candidates is None else candidates[i : i + batch_size]
             before = 0
             for after in revealed:
                 mask = (rank >= before).expand(len(batch), p)
                 chunk = ((rank >= before) & (rank < after)).expand(len(batch), p)
                 codes = batch.transpose(1, 2)[chunk]
-                logits = self.depth_head(self.hidden(batch, mask, ctx)[chunk], codes)
+                logits = self.depth_head(self.hidden(batch, mask, ctx)[chunk], codes,
+                                         None if cand is None else cand[chunk])
                 total -= logits.log_softmax(-1).gather(-1, codes[..., None])[..., 0].double().sum(0)
                 before = after
         return total / math.log(2)

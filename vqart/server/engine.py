@@ -13,7 +13,8 @@ import numpy as np
 
 from vqart import generate
 from vqart.errors import VqartError
-from vqart.prior import PRIOR_FILE
+from vqart.prior import PRIOR_FILE, as_grids
+from vqart.prior.motion import MOTION_FILE, MotionState, advance
 from vqart.run import Run
 from vqart.server.validate import PayloadError, Ref
 
@@ -57,6 +58,7 @@ class Engine:
             "frame_size": list(self.run.frame_size),
             "sketches": {name: len(frames) for name, frames in self.sketches.items()},
             "sampler": sampler,
+            "motion": quantized and (self.run.path / MOTION_FILE).is_file(),
         }
 
     def pooled(self) -> int:
@@ -100,6 +102,32 @@ class Engine:
             return generate.walk(
                 self.run, frames=frames, seed=seed, source=source, temperature=temperature, sampler=sampler
             )
+
+    def motion_state(self, start: Ref | None, like: str | None, temperature: float, seed: int | None) -> MotionState:
+        """A new motion stream's state: its start (a dataset frame with its past, an uploaded image, or one picked by
+        the seed), steered toward `like`; PayloadError with the command to run when the run has no motion prior."""
+        with self._model():
+            try:
+                prior = generate.cached_motion(self.run)
+                frame = start if isinstance(start, np.ndarray) or start is None else self._checked_ref(start)
+                generator = generate.make_generator(self.run, seed)
+                past, sketch = generate.motion_start(self.run, prior, frame, generator)
+                return prior.state(past, like if like is not None else sketch, temperature, generator)
+            except VqartError as err:
+                code = "not_found" if "no motion prior" in str(err) or "unknown sketch" in str(err) else "bad_request"
+                raise PayloadError(code, str(err)) from None
+
+    def _checked_ref(self, ref: str) -> str:
+        """A "sketch:frame" reference that names a dataset frame (never a path on the server)."""
+        self.frame(ref)
+        return ref
+
+    def advance(self, states: list[MotionState]) -> np.ndarray:
+        """The next frame of every motion stream, in one batched model call: uint8 (B, H, W)."""
+        with self._model():
+            prior = generate.cached_motion(self.run)
+            tokens = advance(prior, states)
+            return self.run.decode_codes(as_grids(tokens, *self.run.grid_size))
 
     def reconstruct(self, image: np.ndarray) -> np.ndarray:
         """The model's reconstruction of one image as uint8 (1, H, W)."""

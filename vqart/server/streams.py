@@ -1,4 +1,5 @@
-"""Streams: each pushes `frames` events to one client at a steady fps until `stop` or disconnect."""
+"""Streams: each pushes `frames` events to one client at a steady fps until `stop` or disconnect. Motion streams
+of every client advance together, one batched model call per tick (MotionTicker); the others each have a thread."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 from flask_socketio import SocketIO
 
 from vqart.errors import VqartError
+from vqart.prior.motion import MotionState
 from vqart.server.engine import Engine
 from vqart.server.messages import Outbox, error_message, frames_message
 from vqart.server.validate import MAX_SEED, PayloadError, RequestId, Stream
@@ -34,6 +37,80 @@ def frame_source(engine: Engine, req: Stream) -> Iterator[np.ndarray]:
         yield from itertools.cycle(engine.walk(req.frames, req.seed, req.source, req.temperature, req.sampler))
 
 
+@dataclass
+class _Motion:
+    """One client's motion stream in the ticker: its state, schedule and where its frames go."""
+
+    sid: str
+    rid: RequestId
+    state: MotionState
+    period: float
+    next_t: float
+    seq: int = 0
+
+
+class MotionTicker:
+    """Every client's motion stream, advanced together: at each tick one batched model call makes the next frame of
+    every stream that is due. A stream whose ticks were missed while the CPU was busy skips them (its seq jumps);
+    when all are late, all are advanced at every tick, so clients share the model's throughput evenly."""
+
+    def __init__(self, outbox: Outbox, engine: Engine):
+        self.outbox, self.engine = outbox, engine
+        self._streams: dict[tuple[str, RequestId], _Motion] = {}
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, sid: str, rid: RequestId, state: MotionState, fps: float) -> None:
+        """Start advancing a stream; its first frame is due now."""
+        with self._wake:
+            self._streams[(sid, rid)] = _Motion(sid, rid, state, 1.0 / fps, time.monotonic())
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="vqart-motion", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def remove(self, sid: str, rid: RequestId) -> None:
+        """Stop advancing a stream (a frame already being made is not sent)."""
+        with self._wake:
+            self._streams.pop((sid, rid), None)
+
+    def _due(self) -> list[_Motion]:
+        """Wait until some stream is due; return every stream due by now."""
+        with self._wake:
+            while True:
+                now = time.monotonic()
+                if self._streams:
+                    first = min(m.next_t for m in self._streams.values())
+                    if first <= now:
+                        return [m for m in self._streams.values() if m.next_t <= now + 0.002]
+                self._wake.wait(first - now if self._streams else None)
+
+    def _run(self) -> None:
+        """The ticker: advance the due streams together, send each its frame, schedule its next."""
+        while True:
+            due = self._due()
+            try:
+                frames = self.engine.advance([m.state for m in due])
+            except Exception:  # noqa: BLE001 - a broken model call ends those streams, not the server
+                log.exception("motion streams failed")
+                for m in due:
+                    self.remove(m.sid, m.rid)
+                    self.outbox.send("error", error_message(m.rid, "internal", "the stream failed; see the server log"), m.sid)
+                continue
+            now = time.monotonic()
+            for m, frame in zip(due, frames):
+                with self._wake:
+                    if self._streams.get((m.sid, m.rid)) is not m:
+                        continue  # stopped meanwhile
+                self.outbox.send("frames", frames_message(m.rid, frame[None], seq=m.seq), m.sid)
+                m.seq += 1
+                m.next_t += m.period
+                missed = int((now - m.next_t) / m.period)
+                if missed > 0:
+                    m.seq += missed
+                    m.next_t += missed * m.period
+
+
 class Streams:
     """The running streams, keyed by (client sid, request id), with per-client and total limits."""
 
@@ -43,6 +120,7 @@ class Streams:
         self.engine = engine
         self.per_client = per_client
         self.total = total
+        self.motion = MotionTicker(outbox, engine)
         self._running: dict[tuple[str, RequestId], threading.Event] = {}
         self._lock = threading.Lock()
 
@@ -59,7 +137,16 @@ class Streams:
             if len(self._running) >= self.total:
                 raise PayloadError("busy", f"the server is running its maximum of {self.total} streams; try later")
             stop = self._running[key] = threading.Event()
-        self.socketio.start_background_task(self._push, sid, req, stop)
+        if req.mode != "motion":
+            self.socketio.start_background_task(self._push, sid, req, stop)
+            return
+        try:
+            state = self.engine.motion_state(req.start, req.like, req.temperature, req.seed)
+        except VqartError:
+            with self._lock:
+                self._running.pop(key, None)
+            raise
+        self.motion.add(sid, req.id, state, req.fps)
 
     def stop(self, sid: str, rid: RequestId) -> None:
         """Stop one of the client's streams."""
@@ -68,6 +155,7 @@ class Streams:
         if stop is None:
             raise PayloadError("not_found", f"no running stream with id {rid!r}")
         stop.set()
+        self.motion.remove(sid, rid)
 
     def stop_all(self, sid: str) -> None:
         """Stop every stream of a client that left."""
@@ -76,6 +164,8 @@ class Streams:
             stops = [self._running.pop(key) for key in keys]
         for stop in stops:
             stop.set()
+        for _, rid in keys:
+            self.motion.remove(sid, rid)
 
     def _push(self, sid: str, req: Stream, stop: threading.Event) -> None:
         """The stream's loop: one frame per tick; ticks missed while busy are skipped (seq jumps), never burst."""

@@ -27,7 +27,8 @@ MAX_IMAGE_SIDE = 1024
 
 SAMPLERS = ("auto", "prior", "unigram")
 METHODS = ("slerp", "lerp")
-MODES = ("sample", "interpolate", "walk")
+MODES = ("sample", "interpolate", "walk", "motion")
+MAX_NAME_CHARS = 64
 SOURCES = ("dataset", "sample")
 
 RequestId = str | int | None
@@ -80,6 +81,8 @@ class Stream:
     method: str = "slerp"
     frames: int = 120
     source: str = "dataset"
+    start: Ref | None = None  # motion: the start frame ("sketch:frame" or image bytes); None picks one by the seed
+    like: str | None = None  # motion: the sketch to steer toward (default: the start's)
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,16 @@ def _ref(payload: dict, key: str) -> Ref:
     return decode_image(value, key)
 
 
+def _name(payload: dict, key: str) -> str | None:
+    """An optional sketch name."""
+    value = payload.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME_CHARS:
+        raise PayloadError("bad_payload", f"{key} must be a sketch name of 1..{MAX_NAME_CHARS} characters")
+    return value
+
+
 def parse_info(payload: Any) -> RequestId:
     """An `info` request: just an id (optional here, since info has no side effects)."""
     return request_id(payload)
@@ -223,10 +236,11 @@ def parse_reconstruct(payload: Any) -> Reconstruct:
 def parse_stream(payload: Any) -> Stream:
     """A `stream` request: mode-specific fields are checked only for that mode."""
     p = _fields(
-        payload, ("mode", "fps", "temperature", "seed", "sampler", "a", "b", "steps", "method", "frames", "source")
+        payload,
+        ("mode", "fps", "temperature", "seed", "sampler", "a", "b", "steps", "method", "frames", "source", "start", "like"),
     )
     mode = _choice(p, "mode", "walk", MODES)
-    interpolating = mode == "interpolate"
+    interpolating, moving = mode == "interpolate", mode == "motion"
     return Stream(
         id=p["id"],
         mode=mode,
@@ -240,6 +254,8 @@ def parse_stream(payload: Any) -> Stream:
         method=_choice(p, "method", "slerp", METHODS),
         frames=_int(p, "frames", 120, 8, MAX_WALK_FRAMES),
         source=_choice(p, "source", "dataset", SOURCES),
+        start=_ref(p, "start") if moving and p.get("start") is not None else None,
+        like=_name(p, "like") if moving else None,
     )
 
 

@@ -1,7 +1,7 @@
-// mirror: draw on the left (or let the pen wander); the model redraws it on the right using only
-// its codebook's tiles, and the two are blended in the middle.
+// mirror: draw on the left (or let the pen wander); the model redraws it from its codebook in the middle, and
+// on the right its motion prior sets the drawing moving, dreaming on from it (restarted at every stroke).
 const SIDE = 300;
-let model, ink, seen, busy = false;
+let model, ink, seen, moving, motion, busy = false, stroked = false;
 
 async function setup() {
   createCanvas(SIDE * 3, SIDE + 30);
@@ -10,12 +10,23 @@ async function setup() {
   ink.background(0);
   noSmooth();
   model = await vqart.connect();
+  animate();
+}
+
+function animate() {
+  if (!model || !model.info.motion) return;  // a run without a motion prior: the middle panel only
+  if (motion) motion.stop();
+  const start = createGraphics(64, 64);
+  start.pixelDensity(1);
+  start.image(ink, 0, 0);
+  motion = model.stream({ mode: 'motion', start, fps: 20, temperature: 1 }, img => { moving = img; });
 }
 
 function draw() {
   background(13);
   // The pen: the mouse while pressed, otherwise a slow Lissajous wander.
-  const [x, y] = mouseIsPressed && mouseX < SIDE
+  const drawing = mouseIsPressed && mouseX < SIDE;
+  const [x, y] = drawing
     ? [mouseX / SIDE * 64, mouseY / SIDE * 64]
     : [32 + 24 * sin(frameCount / 37), 32 + 24 * sin(frameCount / 23)];
   ink.noStroke();
@@ -23,21 +34,18 @@ function draw() {
   ink.rect(0, 0, 64, 64);
   ink.fill(255);
   ink.circle(x, y, 7);
+  if (stroked && !drawing) animate();  // a stroke just ended: dream on from the new drawing
+  stroked = drawing;
   if (model && !busy) {
     busy = true;
     model.reconstruct(ink).then(img => { seen = img; }).finally(() => { busy = false; });
   }
   image(ink, 0, 0, SIDE, SIDE);
-  if (seen) {
-    image(seen, SIDE * 2, 0, SIDE, SIDE);
-    image(ink, SIDE, 0, SIDE, SIDE);
-    blendMode(DIFFERENCE);
-    image(seen, SIDE, 0, SIDE, SIDE);
-    blendMode(BLEND);
-  }
+  if (seen) image(seen, SIDE, 0, SIDE, SIDE);
+  if (moving) image(moving, SIDE * 2, 0, SIDE, SIDE);
   fill(139);
   textSize(13);
   text('you', 8, SIDE + 20);
-  text('difference', SIDE + 8, SIDE + 20);
-  text('the model', 2 * SIDE + 8, SIDE + 20);
+  text('the model\'s copy', SIDE + 8, SIDE + 20);
+  text(model && !model.info.motion ? 'in motion (train a motion prior)' : 'in motion', 2 * SIDE + 8, SIDE + 20);
 }
