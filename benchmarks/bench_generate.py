@@ -1,8 +1,10 @@
-"""Generation benchmark: the prior's held-out bits per code against the unigram baseline, how its samples sit
-relative to the training frames, and frames per second for each mode (CPU, 64x64, batch 1 and 16).
+"""Generation benchmark: the spatial prior of the default shape (and of the one-level shape, beside it), trained
+10 CPU minutes each on copies of the training benchmark's runs; held-out bits per frame and per level against
+the unigram baseline; how sharp and how novel samples are (beside the VAE's samples from N(0, I)); frames/s.
 
-Uses a copy (so its own prior is left alone) of $VQART_BENCH_RUN or of the training benchmark's 10-minute
-run; otherwise trains a short run on data/ (or synthetic shapes while nothing is captured). Contact sheets of both samplers go to benchmarks/out/.
+Bits are measured on the test frames (the prior's best weights were chosen on the select frames). Sharpness
+is the mean image-gradient magnitude of 64 samples over that of the test frames. Pictures for the README go to
+benchmarks/out/: reconstructions and samples of the three shapes side by side.
 """
 
 from __future__ import annotations
@@ -11,143 +13,125 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from rich.console import Console
+from PIL import Image
 
-from common import OUT, bench_data, trained_run
+from common import OUT, PRIOR_RUN, RUNS, short_run
 from vqart import export, generate
-from vqart.config import Config, ModelConfig, TrainConfig
-from vqart.data import load_frames, split_frames
+from vqart.metrics import gradient_magnitude
 from vqart.prior import train_prior
 from vqart.run import Run, open_run
-from vqart.train import train
 
-TITLE = "Generation: prior vs unigram sampler, sample distances, frames/s per mode (CPU, 64x64)"
-
-
-def _bench_run(quick: bool) -> Path:
-    """A run folder of our own to train the prior into: a copy of a trained run, or a freshly trained one."""
-    out = OUT / "generate_run"
-    shutil.rmtree(out, ignore_errors=True)
-    given = trained_run(quick)
-    if given:
-        shutil.copytree(given, out, ignore=shutil.ignore_patterns("prior.*"))
-        return out
-    config = Config(
-        model=ModelConfig(channels=16, res_blocks=1, codebook_size=32, code_dim=16) if quick else ModelConfig(),
-        train=TrainConfig(precision="fp32") if quick else TrainConfig(),
-    )
-    data, _ = bench_data(OUT / "generate_scratch", sketches=3 if quick else 6, frames=60 if quick else 120)
-    return train(data, out, config=config, minutes=0.05 if quick else 3, device="cpu", console=Console(stderr=True, quiet=True))
+TITLE = "Generation: the spatial prior's bits per frame and level, sample sharpness, frames/s (CPU, 64x64)"
 
 
-def _l1(a: np.ndarray, b: np.ndarray) -> torch.Tensor:
-    """(len(a), len(b)) mean absolute pixel differences (0..255) between two stacks of frames."""
+def _copy(source: Path, target: Path) -> Path:
+    """A copy of a run without its priors, to train priors into."""
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("prior.*", "motion.*"))
+    return target
+
+
+def _runs(quick: bool) -> dict[str, Path]:
+    """The shapes to compare: the training benchmark's runs, or (quick, or run alone) short ones."""
+    if not quick and all((RUNS[n] / "checkpoints" / "best.pt").exists() for n in RUNS):
+        return {"default": _copy(RUNS["default"], PRIOR_RUN), "one level": _copy(RUNS["one level"], OUT / "generate_one_level"),
+                "VAE": RUNS["VAE"]}
+    return {"default": _copy(short_run(OUT / "generate_scratch", quick), PRIOR_RUN)}
+
+
+def _sharpness(frames: np.ndarray, reference: np.ndarray) -> float:
+    """Mean image-gradient magnitude of `frames` over that of `reference` (uint8 stacks)."""
+    grad = lambda f: float(gradient_magnitude(torch.from_numpy(f)[:, None].float() / 255).mean())
+    return grad(frames) / grad(reference)
+
+
+def _nearest(samples: np.ndarray, train: np.ndarray) -> float:
+    """Mean L1 distance (0-255) from each sample to its nearest training frame."""
     flat = lambda x: torch.from_numpy(x.reshape(len(x), -1)).float()
-    return torch.cdist(flat(a), flat(b), p=1) / a[0].size
-
-
-def _distances(samples: np.ndarray, train_frames: np.ndarray) -> tuple[float, float]:
-    """Mean distance from each sample to its nearest training frame, and mean distance between samples."""
-    nearest = _l1(samples, train_frames).min(dim=1).values.mean().item()
-    pairwise = _l1(samples, samples)
-    n = len(samples)
-    return nearest, (pairwise.sum() / (n * (n - 1))).item()
+    return float((torch.cdist(flat(samples), flat(train), p=1) / samples[0].size).min(dim=1).values.mean())
 
 
 def _fps(make: Callable[[], np.ndarray], seconds: float) -> float:
     """Frames per second of `make` (after one warm-up call), repeated for at least `seconds`."""
     make()
     frames, start = 0, time.perf_counter()
-    while True:
+    while (elapsed := time.perf_counter() - start) < seconds or frames == 0:
         frames += len(make())
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return frames / elapsed
+    return frames / elapsed
 
 
-def _speed_rows(run: Run, seconds: float) -> list[dict]:
-    """frames/s per mode; batch = frames per forward pass (grids sampled together, latents decoded together)."""
-    a, b, c, d = generate.random_frames(run, 4, seed=0)
-    targets = {("sample (prior)", 16): 15, ("interpolate", 16): 300, ("walk", 16): 300}
-    modes = {
-        "sample (prior)": lambda n: generate.sample(run, n, sampler="prior", seed=0),
-        "sample (unigram)": lambda n: generate.sample(run, n, sampler="unigram", seed=0),
-        "interpolate": lambda n: generate.interpolate(run, a, b, steps=16),
-        "walk": lambda n: generate.walk(run, [a, b, c], frames=16),
-        "grid": lambda n: generate.grid(run, [a, b, c, d], rows=4, cols=4),
-    }
-    rows = []
-    decode_batch = generate.DECODE_BATCH
-    try:
-        for mode, make in modes.items():
-            for batch in (1, 16):
-                generate.DECODE_BATCH = batch  # decoding modes: latents per decoder pass
-                fps = _fps(partial(make, batch), seconds)
-                rows.append(_row(f"{mode}, batch {batch}", fps, "frames/s", targets.get((mode, batch))))
-    finally:
-        generate.DECODE_BATCH = decode_batch
-    motion = _fps(lambda: generate.motion(run, 8, seed=0), seconds)
-    rows.append(_row("motion (prior, frame by frame)", motion, "frames/s", None))
+def _row(measure: str, value, unit: str = "", target: str = "", ok: bool | None = None) -> dict:
+    return {"measure": measure, "value": value, "unit": unit, "target": target, "ok": ok}
+
+
+def _prior_rows(name: str, run: Run, minutes: float, targets: bool) -> list[dict]:
+    """Train a shape's prior and report its held-out bits against the unigram baseline."""
+    m = train_prior(run, minutes=minutes)
+    check = lambda ok: bool(ok) if targets else None
+    rows = [
+        _row(f"{name}: prior bits per frame (held-out)", m["bits_per_frame"], "bits"),
+        _row(f"{name}: unigram bits per frame (held-out)", m["baseline_bits_per_frame"], "bits"),
+        _row(f"{name}: bits saved by the prior", 100 * m["bits_saved"], "%", ">= 30" if targets else "",
+             check(m["bits_saved"] >= 0.30)),
+        _row(f"{name}: prior training steps", m["train_steps"]),
+    ]
+    if len(m["bits_per_level"]) > 1:
+        per_level = lambda bits: ", ".join(f"{b:.2f}" for b in bits)
+        rows += [_row(f"{name}: prior bits per code, level by level", per_level(m["bits_per_level"])),
+                 _row(f"{name}: unigram bits per code, level by level", per_level(m["baseline_bits_per_level"]))]
     return rows
 
 
-def _row(measure: str, value: float, unit: str, at_least: float | None) -> dict:
-    """One table row; `at_least` is the target when there is one."""
-    return {
-        "measure": measure,
-        "value": value,
-        "unit": unit,
-        "target": f">= {at_least:g}" if at_least is not None else "",
-        "ok": None if at_least is None else bool(value >= at_least),
-    }
+def _pictures(runs: dict[str, Run], test: np.ndarray, samples: dict[str, np.ndarray]) -> None:
+    """Reconstructions (test frames over each shape's) and samples of each shape, for the README."""
+    pick = test[np.linspace(0, len(test) - 1, 8).astype(int)]
+    rows = [pick] + [np.stack([generate.reconstruct(r, f) for f in pick]) for r in runs.values()]
+    sheet = export.contact_sheet(export.upscale(np.concatenate(rows), 2), cols=len(pick))
+    Image.fromarray(sheet).save(OUT / "reconstructions_compared.png")
+    for name, frames in samples.items():
+        export.save(frames[:16], OUT / f"samples_{name.replace(' ', '_')}.png", scale=2)
 
 
 def run(quick: bool = False) -> list[dict]:
-    """Train (or copy) a run, train its prior, then measure bits, sample distances and speed."""
-    threads = torch.get_num_threads()
-    if quick:
-        # The smoke check runs beside other work: one thread is 3x faster than two fighting for shared cores.
-        torch.set_num_threads(1)
-    try:
-        return _measure(quick)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _measure(quick: bool) -> list[dict]:
-    """All the rows of `run`."""
+    """Priors for the VQ shapes, then sample sharpness and novelty, speed, and the pictures."""
+    torch.set_num_threads(2)
     torch.manual_seed(0)
-    path = _bench_run(quick)
-    vq = open_run(path, device="cpu")
-    metrics = train_prior(vq, minutes=0.05 if quick else 10.0, **({"dim": 64, "depth": 2} if quick else {}))
-    tc = vq.config.get("train", {})
-    train_frames, val_frames = split_frames(
-        load_frames(vq.data_dir), tc.get("val_fraction", 0.1), tc.get("val_segments", 2), tc.get("val_gap", 2)
-    )
-    rows = [
-        _row("prior bits per code (held-out)", metrics["bits_per_code"], "bits", None),
-        _row("unigram bits per code (held-out)", metrics["unigram_bits_per_code"], "bits", None),
-        _row("bits saved by the prior", 100 * metrics["bits_saved"], "%", 40),
-    ]
-    n = 8 if quick else 64
-    held_out, _ = _distances(val_frames[np.random.default_rng(0).choice(len(val_frames), min(n, len(val_frames)), replace=False)], train_frames)
-    rows.append(_row("held-out frames: distance to nearest training frame", held_out, "px (0-255)", None))
-    for sampler in ("prior", "unigram"):
-        samples = generate.sample(vq, n, sampler=sampler, seed=0)
-        export.save(samples, OUT / f"generate_{sampler}_samples.png", scale=2)
-        nearest, between = _distances(samples, train_frames)
-        rows.append(_row(f"{sampler} samples: distance to nearest training frame", nearest, "px (0-255)", None))
-        rows.append(_row(f"{sampler} samples: distance between samples", between, "px (0-255)", None))
-    rows += _speed_rows(vq, 0.05 if quick else 3.0)
-    export.save(generate.walk(vq, frames=30 if quick else 90, seed=0), OUT / "generate_walk.gif", fps=30, scale=3)
+    runs = {name: open_run(path, device="cpu") for name, path in _runs(quick).items()}
+    minutes = 0.1 if quick else 10.0
+    rows = []
+    for name, run in runs.items():
+        if run.quantized:
+            rows += _prior_rows(name, run, minutes, targets=name == "default")
+    default = runs["default"]
+    split = default.split()
+    test, train_frames = split.frames("test"), split.frames("train")
+    n = 16 if quick else 64
+    samples = {name: generate.sample(run, n, seed=0) for name, run in runs.items()}
+    for name, frames in samples.items():
+        s = _sharpness(frames, test)
+        rows.append(_row(f"{name}: sharpness of samples", s, "x", "0.85-1.15" if name == "default" else "",
+                         bool(0.85 <= s <= 1.15) if name == "default" else None))
+        rows.append(_row(f"{name}: samples' distance to the nearest training frame", _nearest(frames, train_frames),
+                         "px (0-255)"))
+    rows.append(_row("test frames' distance to the nearest training frame", _nearest(test[:n], train_frames), "px (0-255)"))
+    seconds = 1.0 if quick else 5.0
+    for batch, least in ((1, 15), (16, 30)):
+        fps = _fps(lambda: generate.sample(default, batch, sampler="prior", seed=0), seconds)
+        rows.append(_row(f"default: prior sampling, batch {batch}", fps, "frames/s", f">= {least}", bool(fps >= least)))
+    a, b, c, d = generate.random_refs(default, 4, seed=0)
+    for mode, make in {"interpolate": lambda: generate.interpolate(default, a, b, steps=16),
+                       "walk (keyframes in motion)": lambda: generate.walk(default, [a, b, c], frames=16),
+                       "grid": lambda: generate.grid(default, [a, b, c, d], rows=4, cols=4)}.items():
+        rows.append(_row(f"default: {mode}, 16 frames a call", _fps(make, seconds), "frames/s"))
+    _pictures(runs, test, samples)
+    export.save(generate.walk(default, frames=30 if quick else 120, seed=0), OUT / "generate_walk.gif", fps=30, scale=3)
     return rows
 
 
 if __name__ == "__main__":
     for row in run(quick="--quick" in sys.argv):
-        print(f"{row['measure']:<60} {row['value']:>10.3g} {row['unit']:<11} {row['target']:<8} {row['ok']}")
+        print(row)

@@ -2,9 +2,12 @@
 
 Latency of `sample` n=1 (from the pool, and with an explicit seed, computed by the prior), of `interpolate`
 steps=16, then 16 clients streaming at 30 fps each, in walk mode (the live page's default) and in sample
-mode (every frame a new prior sample): frames/s held, dropped frames, failed requests, how late frames arrive
-against their schedule, and `sample` latency while they stream. The run has its spatial prior, as a user's
-would: the generation benchmark's run (its 10-minute prior), else one trained briefly here.
+mode (every frame a new prior sample) and in motion mode (every client's stream advanced together, one batched
+call per tick): frames/s held, dropped frames, failed requests, how late frames arrive against their schedule,
+`sample` latency while they stream, and for motion how evenly the clients are served and how much of the
+offline batched rollout's throughput (measured here, in the same run, with the server's one thread) reaches
+them. The run has its spatial and motion priors, as a user's would: the generation and motion benchmarks' run,
+else one trained briefly here.
 """
 
 from __future__ import annotations
@@ -23,8 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from common import prior_run
+import torch
 
+from common import prior_run
+from vqart import generate
+from vqart.prior import as_grids
+from vqart.prior.motion import advance, train_motion
+from vqart.run import open_run
 from vqart.server.client import InOrderClient
 
 TITLE = "Live server: Socket.IO latency and 16 streams at 30 fps, with the prior (loopback, CPU, 64x64)"
@@ -100,8 +108,9 @@ def _latencies(client: Client, event: str, payload: dict, count: int, seeded: bo
     ])
 
 
-def _streams(url: str, seconds: float, prober: Client, mode: str) -> dict:
-    """16 clients stream `mode` at 30 fps for `seconds` while `prober` keeps asking for samples; what they saw."""
+def _streams(url: str, seconds: float, prober: Client | None, mode: str) -> dict:
+    """16 clients stream `mode` at 30 fps for `seconds` while `prober` (if any) keeps asking for samples; what
+    they saw."""
     clients = [Client(url) for _ in range(STREAMS)]
     try:
         for i, c in enumerate(clients):
@@ -109,7 +118,8 @@ def _streams(url: str, seconds: float, prober: Client, mode: str) -> dict:
         started = time.monotonic()
         probe = []
         while time.monotonic() - started < seconds:
-            probe.append(prober.latency_ms("sample", {"n": 1}, f"probe-{len(probe)}"))
+            if prober is not None:
+                probe.append(prober.latency_ms("sample", {"n": 1}, f"probe-{len(probe)}"))
             time.sleep(0.05)
         for i, c in enumerate(clients):
             c.sio.emit("stop", {"id": f"s{i}"})
@@ -125,7 +135,7 @@ def _streams(url: str, seconds: float, prober: Client, mode: str) -> dict:
             # Lateness against the stream's own schedule, anchored on its earliest frame relative to that schedule.
             schedule = times - seqs / FPS
             late.extend((schedule - schedule.min()) * 1000)
-        return {"rate": min(rates), "median": float(np.median(rates)), "dropped": dropped,
+        return {"rate": min(rates), "median": float(np.median(rates)), "rates": rates, "dropped": dropped,
                 "failed": sum(len(c.errors) for c in clients),
                 "late_p99": float(np.percentile(late, 99)) if late else float("nan"), "probe": np.array(probe)}
     finally:
@@ -155,11 +165,52 @@ def _stream_rows(mode: str, load: dict, targets: bool) -> list[dict]:
     ]
 
 
+def _offline_motion(run_dir: Path, seconds: float) -> float:
+    """Frames/s of STREAMS motion rollouts advanced together offline (decoding included), on one thread as the
+    server runs: the ceiling the server's motion streams are measured against."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run = open_run(run_dir, device="cpu")
+        prior = generate.cached_motion(run)
+        states = []
+        for i in range(STREAMS):
+            g = generate.make_generator(run, i)
+            past, sketch = generate.motion_start(run, prior, None, g)
+            states.append(prior.state(past, sketch, 1.0, g))
+        step = lambda: run.decode_codes(as_grids(advance(prior, states), *run.grid_size))
+        step()
+        frames, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            frames += len(step())
+        return frames / elapsed
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _motion_rows(load: dict, offline: float) -> list[dict]:
+    """Fairness and throughput of the motion streams against the offline batched rollouts."""
+    rates = np.array(load["rates"])
+    median, total = float(np.median(rates)), float(rates.sum())
+    spread = float(np.abs(rates / median - 1).max()) if median > 0 else float("inf")
+    return [
+        _row(f"{STREAMS} motion streams: frames/s per client (median)", median, "frames/s"),
+        _row(f"{STREAMS} motion streams: farthest client from the median", 100 * spread, "%", "<= 20", spread <= 0.2),
+        _row(f"{STREAMS} motion streams: total frames/s", total, "frames/s"),
+        _row(f"offline: {STREAMS} rollouts advanced together, one thread", offline, "frames/s"),
+        _row(f"{STREAMS} motion streams: total over offline", 100 * total / offline, "%", ">= 80", total >= 0.8 * offline),
+        _row(f"{STREAMS} motion streams: failed requests and errors", load["failed"], "", "== 0", load["failed"] == 0),
+    ]
+
+
 def run(quick: bool = False) -> list[dict]:
     """Start a server on loopback, measure, stop it."""
     scratch = Path(tempfile.mkdtemp(prefix="vqart-bench-server-"))
     try:
         run_dir = prior_run(scratch, quick)
+        if not (run_dir / "motion.pt").exists():
+            train_motion(open_run(run_dir, device="cpu"), minutes=0.1 if quick else 1.0)
+        offline = _offline_motion(run_dir, 3 if quick else 15)
         with _server(run_dir, scratch) as url:
             client = Client(url)
             try:
@@ -171,6 +222,8 @@ def run(quick: bool = False) -> list[dict]:
                 interp = _latencies(client, "interpolate", {"a": a, "b": b, "steps": 16}, 10 if quick else 50)
                 walk = _streams(url, 6 if quick else 20, client, "walk")
                 sample = _streams(url, 6 if quick else 20, client, "sample")
+                # Alone: the prober's samples would take the model lock from the ticker it is measuring.
+                motion = _streams(url, 6 if quick else 20, None, "motion")
                 walk["failed"] += len(client.errors)
             finally:
                 client.close()
@@ -188,6 +241,7 @@ def run(quick: bool = False) -> list[dict]:
         _row(f"sample n=1 (pool) p50 while {STREAMS} walk streams run", p50(walk["probe"]), "ms"),
         _row(f"sample n=1 (pool) p99 while {STREAMS} walk streams run", p99(walk["probe"]), "ms"),
         *_stream_rows("sample", sample, targets=False),
+        *_motion_rows(motion, offline),
     ]
 
 

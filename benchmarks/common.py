@@ -8,8 +8,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
-TRAINED_RUN = OUT / "train_vqart"  # the training benchmark's full 10-minute run of the default shape
-PRIOR_RUN = OUT / "generate_run"  # a copy of it with the generation benchmark's 10-minute spatial prior
+RUNS = {name: OUT / f"train_{name.replace(' ', '_')}" for name in ("default", "one level", "VAE")}  # bench_train's
+TRAINED_RUN = RUNS["default"]  # the training benchmark's full 10-minute run of the default shape
+PRIOR_RUN = OUT / "generate_run"  # a copy of it with the 10-minute spatial prior, then the motion prior
+HELDOUT = ROOT / "benchmarks" / "heldout"  # sketches written for the benchmarks, never trained on
 sys.path.insert(0, str(ROOT / "tests"))  # tests/synthetic.py: stand-in sketches while data/ is empty
 
 from vqart.data import load_frames  # noqa: E402
@@ -28,6 +30,18 @@ def bench_data(scratch: Path, sketches: int = 6, frames: int = 120) -> tuple[Pat
         for kind in range(sketches):
             write_sketch(folder, f"synthetic{kind}", moving_shapes(frames, (64, 64), kind))
         return folder, "synthetic shapes (data/ is empty)"
+
+
+def heldout_data(scratch: Path) -> Path:
+    """The held-out sketches captured (64x64, 240 frames; reused while up to date) into OUT/heldout_data."""
+    from vqart.capture import capture
+
+    folder = OUT / "heldout_data"
+    results = capture([HELDOUT], folder, frames=240, size=(64, 64))
+    failed = [r.sketch for r in results if r.status == "failed"]
+    if failed:
+        raise RuntimeError(f"held-out sketches failed to capture: {failed}")
+    return folder
 
 
 def trained_run(quick: bool) -> Path | None:

@@ -61,6 +61,11 @@ def _stamp() -> dict:
     }
 
 
+def _plain(row: dict) -> dict:
+    """A result row with numpy scalars (np.float64, np.bool_) turned into plain Python values for JSON."""
+    return {key: value.item() if hasattr(value, "item") else value for key, value in row.items()}
+
+
 def _fmt(value) -> str:
     """A number as a table shows it: 3 significant figures, integers as they are."""
     if isinstance(value, float):
@@ -106,7 +111,7 @@ def main() -> int:
         start = time.perf_counter()
         entry = {"name": name, "title": module.TITLE, **_stamp()}
         try:
-            entry["rows"] = module.run(quick=args.quick)
+            entry["rows"] = [_plain(row) for row in module.run(quick=args.quick)]
         except Exception as err:  # a crashed benchmark is reported and the others still run
             traceback.print_exc()
             entry["error"] = f"{type(err).__name__}: {err}"
