@@ -24,14 +24,18 @@ web/node_modules/.installed: web/package.json web/package-lock.json
 browser: $(VENV)/.installed
 	$(PY) -m vqart.capture.browser --install
 
+# Under 10 minutes on a 2-core CPU: capture, 4 minutes of training, 1.5 each for the spatial and motion priors.
 demo: setup
 	$(VQART) capture sketches/ --out data/
 	$(VQART) train --data data/ --out $(RUN) --minutes 4 --force
 	$(VQART) prior $(RUN) --minutes 1.5
-	$(VQART) dream $(RUN) --mode walk -o $(RUN)/dream.gif
-	$(VQART) dream $(RUN) --mode walk -o $(RUN)/dream.mp4
-	@echo "Done. Frames in data/, the model in $(RUN)/, dreams: $(RUN)/dream.gif and $(RUN)/dream.mp4"
-	@echo "Play with it live: $(VQART) serve $(RUN)"
+	$(VQART) prior $(RUN) --motion --minutes 1.5
+	$(VQART) dream $(RUN) --mode walk -o $(RUN)/dream.gif --seed 0
+	$(VQART) dream $(RUN) --mode walk -o $(RUN)/dream.mp4 --seed 0
+	$(VQART) dream $(RUN) --mode motion --frames 240 -o $(RUN)/motion.gif --start lissajous:100 --seed 0
+	$(VQART) dream $(RUN) --mode motion --frames 240 -o $(RUN)/motion.mp4 --start lissajous:100 --seed 0
+	@echo "Done. Frames in data/, the model in $(RUN)/ (see progression.png), dreams: $(RUN)/dream.gif, dream.mp4,"
+	@echo "motion.gif and motion.mp4. Play with it live: $(VQART) serve $(RUN)"
 
 test: setup
 	$(PY) -m pytest -q

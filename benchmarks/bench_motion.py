@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -108,7 +107,7 @@ def run(quick: bool = False) -> list[dict]:
         sheet.append(frames[[0, length // 3, 2 * length // 3, length - 1]])
         if i < 4:
             gif.append(frames)
-    rows.append(_row(f"rollouts of bundled sketches alive, moving and looking like frames", passed, f"of {len(names)}",
+    rows.append(_row("rollouts of bundled sketches alive, moving and looking like frames", passed, f"of {len(names)}",
                      f"== {len(names)}", passed == len(names)))
     median_own = float(np.median([change(f).mean() for f in data.values()]))
     held = load_frames(heldout_data(OUT))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from common import OUT, RUNS, bench_data, heldout_data
+from common import RUNS, bench_data, heldout_data
 from vqart.config import Config, ModelConfig
 from vqart.metrics import eval_run
 from vqart.observers import ConsoleReport

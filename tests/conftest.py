@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,18 +35,31 @@ def frames_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(frames_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real run folder trained for a few seconds on `frames_dir`; open it with vqart.run.open_run."""
-    from rich.console import Console
-
     from vqart.train import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     return train(frames_dir, out, config=tiny_config(), device="cpu")
 
 
+@contextmanager
+def served(run_path: Path, allowed_origins: tuple[str, ...] = ()) -> Iterator[str]:
+    """A real server (werkzeug, threaded) on a free loopback port for a run folder; yields its base URL."""
+    from vqart.run import open_run
+    from vqart.server import create_app, serve_in_background
+
+    app, _ = create_app(open_run(run_path, device="cpu"), allowed_origins=allowed_origins)
+    server = serve_in_background(app)
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        app.extensions["vqart"].close()
+
+
 @pytest.fixture(scope="session")
 def square_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run (2 residual levels) on two sketches of a square sliding one code cell per frame, with a motion prior
-    trained for 250 steps: a world simple enough to learn in seconds."""
+    trained for 800 steps (at 250 its rollouts could lose the square): a world simple enough to learn in a minute."""
     from synthetic import sliding_square
 
     from vqart.prior.motion import train_motion
@@ -57,8 +72,8 @@ def square_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # The square repeats every 16 frames, so every held-out frame has a twin: keep them (this is about motion).
     run = train(data, tmp_path_factory.mktemp("run") / "square", config=tiny_config(epochs=12, twin_threshold=0.0),
                 device="cpu")
-    metrics = train_motion(open_run(run, device="cpu"), minutes=3, max_steps=250, dim=32, depth=2, heads=2)
-    assert metrics["train_steps"] == 250
+    metrics = train_motion(open_run(run, device="cpu"), minutes=3, max_steps=800, dim=32, depth=2, heads=2)
+    assert metrics["train_steps"] == 800
     return run
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,7 +43,9 @@ def test_rollouts_are_deterministic_by_seed_and_start_anywhere(square_run, tmp_p
     run = open_run(square_run, device="cpu")
     first = generate.motion(run, 6, seed=3, start="low:10")
     np.testing.assert_array_equal(first, generate.motion(run, 6, seed=3, start="low:10"))
-    assert not np.array_equal(first, generate.motion(run, 6, seed=4, start="low:10"))
+    # This toy world is nearly certain of its next frame: another seed shows where there is room to differ.
+    hot = lambda seed: generate.motion(run, 6, seed=seed, start="low:10", temperature=4.0)
+    assert not np.array_equal(hot(3), hot(4))
     np.testing.assert_array_equal(first[0], generate.reconstruct(run, "low:10"))
     drawing = tmp_path / "drawing.png"
     from PIL import Image

@@ -18,10 +18,10 @@ import socketio
 import websocket
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from conftest import served
 from PIL import Image
 
-from vqart.run import open_run
-from vqart.server import create_app, events, serve_in_background
+from vqart.server import events
 from vqart.server.client import InOrderClient
 from vqart.server.validate import MAX_MESSAGE_BYTES, MAX_UPLOAD_BYTES, request_id
 
@@ -30,12 +30,9 @@ ALLOWED = "http://allowed.example"
 
 @pytest.fixture(scope="module")
 def server(tiny_run: Path):
-    """A running server (werkzeug, threaded) on a free loopback port; yields its base URL."""
-    app, _ = create_app(open_run(tiny_run, device="cpu"), allowed_origins=[ALLOWED])
-    srv = serve_in_background(app)
-    yield f"http://127.0.0.1:{srv.server_port}"
-    srv.shutdown()
-    app.extensions["vqart"].close()
+    """A running server on a free loopback port; yields its base URL."""
+    with served(tiny_run, (ALLOWED,)) as url:
+        yield url
 
 
 class Conn:
@@ -456,11 +453,8 @@ def test_vqart_serve_runs_unattended(tiny_run):
 @pytest.fixture(scope="module")
 def motion_server(square_run: Path):
     """A server on a run that has a motion prior."""
-    app, _ = create_app(open_run(square_run, device="cpu"))
-    srv = serve_in_background(app)
-    yield f"http://127.0.0.1:{srv.server_port}"
-    srv.shutdown()
-    app.extensions["vqart"].close()
+    with served(square_run) as url:
+        yield url
 
 
 def _stream_frames(c: Conn, rid: str, count: int, timeout: float = 30) -> list[tuple[int, np.ndarray]]:
@@ -485,7 +479,8 @@ def test_motion_streams_of_all_clients_advance_together_each_by_its_own_seed(mot
     try:
         seeds = [5, 5, 9]  # the first two must see the same frames, whoever else is batched with them
         for i, (c, seed) in enumerate(zip(clients, seeds)):
-            name, reply = c.ask("stream", {"id": f"m{i}", "mode": "motion", "fps": 20, "seed": seed, "start": "high:10"})
+            name, reply = c.ask("stream", {"id": f"m{i}", "mode": "motion", "fps": 20, "seed": seed, "start": "high:10",
+                                           "temperature": 4.0})  # hot: room for the seeds to differ
             assert name == "streaming", reply
         got = [_stream_frames(c, f"m{i}", 6) for i, c in enumerate(clients)]
         for c, i in zip(clients, range(3)):

@@ -49,8 +49,6 @@ def test_open_run_refuses_frames_of_another_size_and_missing_runs(tiny_run, tmp_
 
 def test_a_residual_run_opens_with_per_level_codes_and_usage(frames_dir, tmp_path):
     from conftest import tiny_config
-    from rich.console import Console
-
     from vqart.train import train
 
     cfg = tiny_config(epochs=1)

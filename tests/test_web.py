@@ -10,8 +10,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page
 
-from vqart.run import open_run
-from vqart.server import create_app, serve_in_background
+from conftest import served
 
 pytestmark = pytest.mark.browser
 
@@ -19,11 +18,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def server(tiny_run: Path):
     """A running server on a free loopback port; yields its base URL."""
-    app, _ = create_app(open_run(tiny_run, device="cpu"))
-    srv = serve_in_background(app)
-    yield f"http://127.0.0.1:{srv.server_port}"
-    srv.shutdown()
-    app.extensions["vqart"].close()
+    with served(tiny_run) as url:
+        yield url
 
 
 @pytest.fixture
@@ -102,11 +98,8 @@ def test_client_resolves_p5_images_and_rejects_with_server_message(page, server)
 @pytest.fixture(scope="module")
 def motion_server(square_run: Path):
     """A server on a run that has a motion prior."""
-    app, _ = create_app(open_run(square_run, device="cpu"))
-    srv = serve_in_background(app)
-    yield f"http://127.0.0.1:{srv.server_port}"
-    srv.shutdown()
-    app.extensions["vqart"].close()
+    with served(square_run) as url:
+        yield url
 
 
 def test_the_live_page_motion_mode_keeps_the_canvas_changing(page, motion_server):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import click
 
 from vqart import __version__
@@ -61,14 +63,39 @@ def capture_command(paths, out, frames, fps, size, seed, force, timeout, p5_majo
 @click.option("--resume", is_flag=True, help="Continue the run in --out where it stopped (Ctrl-C, a crash, --minutes).")
 @click.option("--force", is_flag=True, help="Replace the run already in --out.")
 @click.option("--seed", type=int, default=None, help="Random seed (default 0).")
-def train_command(data, out, config_file, epochs, minutes, device, resume, force, seed) -> None:
+@click.option("--live", is_flag=True, help="Watch it learn at http://HOST:PORT/ (curves, codebook, controls).")
+@click.option("--port", type=click.IntRange(0, 65535), default=5001, show_default=True, help="The live view's port.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The live view's interface (0.0.0.0: the network).")
+@click.option("--allow-origin", "allow_origins", multiple=True, metavar="URL", help="Another page origin allowed to connect.")
+def train_command(data, out, config_file, epochs, minutes, device, resume, force, seed, live, port, host,
+                  allow_origins) -> None:
     """Train the VQ-VAE on captured frames; prints the run folder."""
     from vqart.observers import ConsoleReport
     from vqart.train import train
 
-    run = train(data, out, config=config_file, epochs=epochs, minutes=minutes, device=device, resume=resume,
-                force=force, seed=seed, observers=[ConsoleReport()])
-    click.echo(f"run folder: {run}")
+    observers, server = [ConsoleReport()], None
+    if live:
+        from vqart.live import LiveView
+        from vqart.server import serve_live
+
+        view = LiveView()
+        server = serve_live(view, host, port, allow_origins)  # a taken port stops here, before any training
+        observers.append(view)
+        click.echo(f"live view: http://{host}:{server.server_port}/", err=True)
+    try:
+        run = train(data, out, config=config_file, epochs=epochs, minutes=minutes, device=device, resume=resume,
+                    force=force, seed=seed, observers=observers)
+        click.echo(f"run folder: {run}")
+        if server is not None:
+            click.echo(f"training ended; the live view stays at http://{host}:{server.server_port}/ (Ctrl+C stops)",
+                       err=True)
+            threading.Event().wait()
+    except KeyboardInterrupt:
+        if server is None:
+            raise
+    finally:
+        if server is not None:
+            server.shutdown()
 
 
 @cli.command("eval")

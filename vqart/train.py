@@ -226,9 +226,9 @@ class Trainer:
         for observer in self.observers:
             getattr(observer, hook)(self, *args)
 
-    def event(self, name: str, **details: Any) -> None:
+    def event(self, kind: str, /, **details: Any) -> None:
         """Publish a moment worth marking on the curves (k-means init, recoveries, controls, NaN restores)."""
-        self.publish("on_event", {"event": name, **details, "step": self.state.step, "time": time.time()})
+        self.publish("on_event", {"event": kind, **details, "step": self.state.step, "time": time.time()})
 
     # -- the loop ----------------------------------------------------------------------------------------------
     def run(self, interrupt: threading.Event | None = None) -> None:

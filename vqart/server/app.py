@@ -15,10 +15,13 @@ from flask_socketio import SocketIO
 from rich.console import Console
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from vqart.errors import VqartError
+from vqart.live import LiveView
 from vqart.run import Run, open_run
 from vqart.server import api, static
 from vqart.server.engine import Engine
 from vqart.server.events import register
+from vqart.server.training import FileSource, LiveSource, register_training
 from vqart.server.validate import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("vqart")
@@ -86,12 +89,10 @@ def _open(run_path: str | Path, device: str = "auto") -> Run:
     return open_run(run_path, device=device)
 
 
-def create_app(run: Run, allowed_origins: Iterable[str] = ()) -> tuple[Flask, SocketIO]:
-    """The Flask app serving web/ and the HTTP API, and its SocketIO carrying the model events."""
+def _socket_app(allowed_origins: Iterable[str]) -> tuple[Flask, SocketIO]:
+    """A Flask app serving the web files, with Socket.IO (threading, origin-checked, malformed packets dropped)."""
     app = Flask(__name__, static_folder=None)
-    app.extensions["vqart"] = engine = Engine(run)
     app.register_blueprint(static.bp)
-    app.register_blueprint(api.bp)
     socketio = SocketIO(
         app,
         async_mode="threading",
@@ -99,8 +100,27 @@ def create_app(run: Run, allowed_origins: Iterable[str] = ()) -> tuple[Flask, So
         max_http_buffer_size=MAX_MESSAGE_BYTES,
     )
     _drop_malformed_packets(socketio.server)
-    register(socketio, engine)
     app.wsgi_app = _no_delay(app.wsgi_app)
+    return app, socketio
+
+
+def create_app(run: Run, allowed_origins: Iterable[str] = ()) -> tuple[Flask, SocketIO]:
+    """The Flask app serving web/ and the HTTP API, and its SocketIO carrying the model events; /train shows how
+    the run trained, from its files."""
+    app, socketio = _socket_app(allowed_origins)
+    app.extensions["vqart"] = engine = Engine(run)
+    app.register_blueprint(api.bp)
+    register(socketio, engine)
+    register_training(app, socketio, FileSource(run.path, run.quantized))
+    app.add_url_rule("/", "index", static.index)
+    return app, socketio
+
+
+def create_training_app(view: LiveView, allowed_origins: Iterable[str] = ()) -> tuple[Flask, SocketIO]:
+    """The live training view's app: the page at / and /train, its history, and its updates and controls."""
+    app, socketio = _socket_app(allowed_origins)
+    register_training(app, socketio, LiveSource(view, socketio))
+    app.add_url_rule("/", "index", static.training_page)
     return app, socketio
 
 
@@ -120,8 +140,22 @@ class _Handler(WSGIRequestHandler):
 
 
 def start_server(app: Flask, host: str = "127.0.0.1", port: int = 5000) -> BaseWSGIServer:
-    """A threaded Werkzeug server bound to host:port (0 picks a free port); call serve_forever() on it."""
+    """A threaded Werkzeug server bound to host:port (0 picks a free port); call serve_forever() on it.
+    VqartError in one line when the port is taken."""
+    _check_listenable(host, port)
     return make_server(host, port, app, threaded=True, request_handler=_Handler)
+
+
+def _check_listenable(host: str, port: int) -> None:
+    """VqartError naming host:port when it cannot be bound (Werkzeug would print two lines and exit instead)."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+            probe.bind(address)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise VqartError(f"cannot listen on {host}:{port} ({reason}); choose another with --port") from None
 
 
 def serve_in_background(app: Flask, host: str = "127.0.0.1", port: int = 0) -> BaseWSGIServer:
@@ -129,6 +163,13 @@ def serve_in_background(app: Flask, host: str = "127.0.0.1", port: int = 0) -> B
     server = start_server(app, host, port)
     threading.Thread(target=server.serve_forever, name="vqart-server", daemon=True).start()
     return server
+
+
+def serve_live(view: LiveView, host: str = "127.0.0.1", port: int = 5001,
+               allowed_origins: Iterable[str] = ()) -> BaseWSGIServer:
+    """Serve the live training view of `view` from a background thread; VqartError when the port is taken."""
+    app, _ = create_training_app(view, allowed_origins)
+    return serve_in_background(app, host, port)
 
 
 def serve(run_path: str | Path, host: str = "127.0.0.1", port: int = 5000, allowed_origins: Iterable[str] = ()) -> None:

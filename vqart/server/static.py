@@ -12,10 +12,21 @@ from vqart.errors import VqartError
 bp = Blueprint("web", __name__)
 
 
-@bp.get("/")
 def index() -> ResponseReturnValue:
-    """The live page."""
+    """The live page (each app puts its own page at /)."""
     return send_from_directory(web_root(), "index.html")
+
+
+@bp.get("/train")
+def training_page() -> ResponseReturnValue:
+    """The training view: curves, codebook, reconstructions (live while a training runs with --live)."""
+    return send_from_directory(web_root(), "train.html")
+
+
+@bp.get("/train.js")
+def training_script() -> ResponseReturnValue:
+    """The training view's script."""
+    return send_from_directory(web_root(), "train.js")
 
 
 @bp.get("/vqart.js")

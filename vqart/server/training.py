@@ -1,0 +1,219 @@
+"""The training view's server side: /train and its data, from a running training (LiveView) or a finished run's
+files, and the Socket.IO events that stream it to pages and carry their controls back to the trainer.
+
+Pages get one `update` at a time: the publisher sends a page the points, events, rows and snapshot it has not
+seen, and nothing more until the page acknowledges it (Engine.IO's queue per client has no bound, so a slow page
+is skipped rather than fed). A control is checked in one place (vqart.controls), queued for the trainer, and
+when the trainer has applied it every page gets `control_applied` at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flask import Blueprint, Flask, abort, current_app, jsonify, request, send_from_directory
+from flask.typing import ResponseReturnValue
+from flask_socketio import SocketIO
+from PIL import Image
+
+from vqart.controls import parse_control
+from vqart.errors import VqartError
+from vqart.live import LiveView
+from vqart.plots import preview_grid
+
+log = logging.getLogger("vqart")
+PICTURES = ("progression.png", "training_curve.png", "codebook_usage.png")
+PUBLISH_SECONDS = 0.1
+
+bp = Blueprint("training", __name__)
+
+
+def png_url(image: np.ndarray) -> str:
+    """A uint8 (H, W) or (H, W, 3) image as a PNG data URL."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def code_colours(codes: np.ndarray, scale: int = 8) -> np.ndarray:
+    """A code grid (h, w) in false colour: each code its own hue (golden-angle steps), upscaled."""
+    hue = (codes.astype(np.float64) * 0.618033988749895) % 1.0
+    rgb = np.stack([0.5 + 0.45 * np.cos(2 * np.pi * (hue - shift)) for shift in (0.0, 1 / 3, 2 / 3)], axis=-1)
+    return np.kron((rgb * 255).astype(np.uint8), np.ones((scale, scale, 1), dtype=np.uint8))
+
+
+def heavy_json(heavy: dict | None) -> dict | None:
+    """A heavy snapshot as the page takes it: pictures as PNG data URLs, arrays as rounded lists."""
+    if heavy is None:
+        return None
+    r = lambda a: None if a is None else np.round(np.asarray(a, dtype=np.float64), 4).tolist()
+    out = {"step": heavy["step"], "epoch": heavy["epoch"],
+           "reconstructions": png_url(preview_grid(heavy["originals"], heavy["recons"])), "levels": []}
+    if "code_map" in heavy:
+        out["code_map"] = png_url(code_colours(heavy["code_map"]))
+    for level in heavy["levels"]:
+        out["levels"].append({
+            "codes": r(level["codes"]), "usage": np.asarray(level["usage"]).tolist(),
+            "dead": (np.asarray(level["usage"]) == 0).tolist(), "latents": r(level["latents"]),
+            "labels": None if level["labels"] is None else np.asarray(level["labels"]).tolist(),
+        })
+    return out
+
+
+class LiveSource:
+    """The data of a running training, published to every page by one thread."""
+
+    live = True
+
+    @property
+    def path(self) -> Path | None:
+        """The run folder being written (its pictures are served), once training has started."""
+        return self.view.trainer.out if self.view.trainer is not None else None
+
+    def __init__(self, view: LiveView, socketio: SocketIO):
+        self.view, self.socketio = view, socketio
+        self._clients: dict[str, dict] = {}  # sid -> {"n": last serial sent, "rows": rows sent, "heavy": step, "busy"}
+        self._lock = threading.Lock()
+        self._heavy_cache: tuple[int, dict | None] = (-1, None)
+        self._seen_controls = 0
+        threading.Thread(target=self._publish, name="vqart-live-publisher", daemon=True).start()
+
+    def history(self) -> dict:
+        """Everything so far, for a page that has just opened."""
+        info, rows, heavy, status = self.view.snapshot()
+        points, events, newest = self.view.since(0)
+        return {"live": True, "status": status, "info": info, "rows": rows, "points": points, "events": events,
+                "heavy": self._heavy(heavy), "n": newest}
+
+    def _heavy(self, heavy: dict | None) -> dict | None:
+        """The JSON of a heavy snapshot, made once per snapshot."""
+        key = -1 if heavy is None else id(heavy)
+        if self._heavy_cache[0] != key:
+            self._heavy_cache = (key, heavy_json(heavy))
+        return self._heavy_cache[1]
+
+    def join(self, sid: str, n: int) -> None:
+        """A page that has loaded the history up to serial `n` starts getting updates."""
+        with self._lock:
+            self._clients[sid] = {"n": n, "rows": len(self.view.snapshot()[1]), "heavy": None, "busy": False}
+
+    def leave(self, sid: str) -> None:
+        """A page went away."""
+        with self._lock:
+            self._clients.pop(sid, None)
+
+    def control(self, payload: Any) -> None:
+        """Check a control and queue it for the trainer; VqartError (sent back as `error`) when it cannot be."""
+        if not isinstance(payload, dict):
+            raise VqartError("control needs an object: {id, name, value}")
+        control = parse_control(payload.get("name"), payload.get("value"), payload.get("id"))
+        trainer = self.view.trainer
+        if trainer is None or self.view.status in ("finished", "stopped", "interrupted"):
+            raise VqartError(f"the training is not running ({self.view.status}); controls act on a running training")
+        trainer.controls.put(control)
+
+    def _publish(self) -> None:
+        """Every PUBLISH_SECONDS: controls applied to every page at once; to each page that took its last update,
+        what it has not seen yet."""
+        while True:
+            with self.view.changed:
+                self.view.changed.wait(PUBLISH_SECONDS)
+            info, rows, heavy, status = self.view.snapshot()
+            heavy_out = self._heavy(heavy)
+            with self._lock:
+                clients = list(self._clients.items())
+            self._send_controls(clients)
+            for sid, state in clients:
+                if state["busy"]:
+                    continue  # it has not taken the last update yet: skip it, it gets everything next time
+                points, events, newest = self.view.since(state["n"])
+                fresh = heavy_out is not None and state["heavy"] != heavy_out["step"]
+                if not points and not events and len(rows) == state["rows"] and not fresh:
+                    continue
+                update = {"status": status, "points": points, "events": events, "rows": rows[state["rows"]:],
+                          "heavy": heavy_out if fresh else None}
+                state.update(busy=True, n=newest, rows=len(rows), heavy=heavy_out["step"] if heavy_out else None)
+                self.socketio.emit("update", update, to=sid, callback=lambda *_, s=state: s.update(busy=False))
+
+    def _send_controls(self, clients: list[tuple[str, dict]]) -> None:
+        """control_applied {id, name, old, new, step} to every page, for each control applied since the last look."""
+        _, events, _ = self.view.since(self._seen_controls)
+        for event in events:
+            self._seen_controls = max(self._seen_controls, event["n"])
+            if event["event"] == "control":
+                message = {k: event.get(k) for k in ("id", "name", "old", "new", "step", "time")}
+                for sid, _ in clients:
+                    self.socketio.emit("control_applied", message, to=sid)
+
+
+class FileSource:
+    """A finished run's training, read from its folder: metrics.jsonl, events.jsonl and its pictures."""
+
+    live = False
+
+    def __init__(self, run_path: Path, quantized: bool):
+        self.path, self.quantized = Path(run_path), quantized
+
+    def history(self) -> dict:
+        """The run's epoch rows, events and pictures."""
+        read = lambda name: [json.loads(line) for line in (self.path / name).read_text().splitlines() if line.strip()] \
+            if (self.path / name).is_file() else []
+        config = json.loads((self.path / "config.json").read_text())
+        model = config.get("model", {})
+        info = {"run": self.path.name, "quantized": self.quantized, "sketches": list(config.get("sketches", {})),
+                "levels": model.get("levels", 1) if self.quantized else 0,
+                "codebook_size": model.get("codebook_size", 0) if self.quantized else 0}
+        return {"live": False, "status": "finished", "info": info, "rows": read("metrics.jsonl"), "points": [],
+                "events": read("events.jsonl"), "heavy": None, "n": 0}
+
+
+def _source() -> LiveSource | FileSource:
+    return current_app.extensions["vqart_training"]
+
+
+@bp.get("/api/train/history")
+def history() -> ResponseReturnValue:
+    """The training so far (or the finished run), as the training view first draws it."""
+    return jsonify(_source().history())
+
+
+@bp.get("/api/train/picture/<name>")
+def picture(name: str) -> ResponseReturnValue:
+    """One of the run's pictures (progression, curves, codebook usage), as its folder holds it now."""
+    path = _source().path
+    if name not in PICTURES or path is None or not (path / name).is_file():
+        abort(404)
+    return send_from_directory(path, name, max_age=0)
+
+
+def register_training(app: Flask, socketio: SocketIO, source: LiveSource | FileSource) -> None:
+    """Attach the training view's routes and, for a live source, its Socket.IO events."""
+    app.extensions["vqart_training"] = source
+    app.register_blueprint(bp)
+    if not isinstance(source, LiveSource):
+        return
+
+    @socketio.on("follow")
+    def follow(payload: Any = None) -> None:
+        n = payload.get("n") if isinstance(payload, dict) else None
+        source.join(request.sid, n if isinstance(n, int) and not isinstance(n, bool) else 0)
+
+    @socketio.on("control")
+    def control(payload: Any = None) -> None:
+        rid = payload.get("id") if isinstance(payload, dict) and isinstance(payload.get("id"), (str, int)) else None
+        try:
+            source.control(payload)
+        except VqartError as err:
+            code = "out_of_range" if "must be" in str(err) else "bad_request"
+            socketio.emit("error", {"id": rid, "code": code, "message": str(err)}, to=request.sid)
+
+    @socketio.on("disconnect")
+    def left(*_) -> None:
+        source.leave(request.sid)
