@@ -180,6 +180,7 @@ def test_a_browser_watches_the_curves_and_the_codebook_change(frames_dir, tmp_pa
         page.fill("#beta", "0.5")
         page.click("[data-apply=beta]")
         page.wait_for_function("window.__vqartApplied && window.__vqartApplied.name === 'beta'", timeout=10000)
+        assert page.evaluate("window.__vqartLatencies().scalars.length") > 0  # updates were taken in full
         assert not errors, errors
     finally:
         page.close()

@@ -2,8 +2,9 @@
 
 Scalars are sampled at most every SCALAR_SECONDS (about 10 points a second, whatever the step rate) into a ring
 buffer; epoch rows and events are kept (bounded too); a heavy snapshot (the codebooks in 2-D, code usage, the
-reconstructions of a fixed set of select frames, one frame's code map) is taken about once a second. Every
-snapshot is taken on the trainer's thread between steps from what the step already computed, so a step pays
+reconstructions of a fixed set of select frames, one frame's code map) is taken about once a second, less
+often when taking one would cost more than HEAVY_SHARE of the training's time (a slow CPU). Every snapshot is
+taken on the trainer's thread between steps, the scalars from what the step already computed, so most steps pay
 nothing extra but a clock read. The server side (vqart.server.training) reads this through `history()` and
 `since()`; a reader never blocks the trainer for longer than a copy.
 """
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
     from vqart.train import Step, Trainer
 
 SCALAR_SECONDS = 0.1
-HEAVY_SECONDS = 1.0
+HEAVY_SECONDS = 1.0  # at most this often; and taking them at most HEAVY_SHARE of the training's time
+HEAVY_SHARE = 0.015  # (on a 2-core CPU one takes ~40 ms: every 2.6 s; on a laptop's cores, every second)
 MAX_POINTS = 10_000  # per series, on both sides: an hour of training at 10 points a second would be 36,000
 MAX_EVENTS = 2_000
 LATENT_SAMPLE = 256
@@ -66,6 +68,7 @@ class LiveView(Observer):
         self.status = "starting"  # starting | training | paused | finished | stopped | interrupted
         self.info: dict = {}
         self._last_point = self._last_heavy = 0.0
+        self._heavy_every = HEAVY_SECONDS
         self._projection: dict[int, np.ndarray] = {}
 
     # -- the trainer's side --------------------------------------------------------------------------------------
@@ -87,7 +90,8 @@ class LiveView(Observer):
             self.changed.notify_all()
 
     def on_step(self, trainer: Trainer, step: Step) -> None:
-        """Sample the scalars (at most every SCALAR_SECONDS) and, about once a second, the heavy snapshot."""
+        """Sample the scalars (at most every SCALAR_SECONDS) and, about once a second, the heavy snapshot (spaced out
+        so that taking it costs at most HEAVY_SHARE of the time)."""
         now = time.monotonic()
         if now - self._last_point >= SCALAR_SECONDS:
             self._last_point = now
@@ -101,9 +105,10 @@ class LiveView(Observer):
                 self.points.append(point)
                 self.status = "paused" if trainer.paused else "training"
                 self.changed.notify_all()
-        if now - self._last_heavy >= HEAVY_SECONDS:
-            self._last_heavy = now
+        if now - self._last_heavy >= self._heavy_every:
             heavy = self._heavy(trainer)
+            self._last_heavy = time.monotonic()
+            self._heavy_every = max(HEAVY_SECONDS, (self._last_heavy - now) / HEAVY_SHARE)
             with self.changed:
                 self.heavy = heavy
                 self.changed.notify_all()

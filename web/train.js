@@ -24,20 +24,20 @@ function smooth(values, a) {
 const asPoint = r => ({ step: r.step, loss: r.train_loss, recon: r.train_recon, reg: r.train_commit ?? r.train_kl,
                         lr: r.lr, beta: r.beta, perplexity: r.perplexity, active: r.active_codes });
 
-// Every series against one x (step): scalar points and epoch rows merged, gaps as null (uPlot's aligned data).
-function aligned(seriesFromPoints, seriesFromRows) {
-  const a = state.points.length ? state.smoothing : 0;
+// Every series against one x (step): scalar points and epoch rows merged in step order (both arrive sorted),
+// gaps as null (uPlot's aligned data); built once per redraw for all three charts.
+function columns() {
   const points = state.points.length ? state.points : state.rows.map(asPoint);
-  const xs = points.map(p => p.step);
-  const seen = new Set(xs);
-  const rowsAt = new Map(state.rows.map(r => [r.step, r]));
-  for (const step of rowsAt.keys()) if (!seen.has(step)) xs.push(step);
-  if (rowsAt.size) xs.sort((x, y) => x - y);
-  const byStep = new Map(points.map(p => [p.step, p]));
-  const data = [xs];
-  for (const key of seriesFromPoints) data.push(smooth(xs.map(x => byStep.has(x) && byStep.get(x)[key] != null ? byStep.get(x)[key] : null), a));
-  for (const key of seriesFromRows) data.push(xs.map(x => (rowsAt.has(x) && rowsAt.get(x)[key] != null ? rowsAt.get(x)[key] : null)));
-  return data;
+  const rows = state.rows, xs = [], atPoint = [], atRow = [];
+  for (let i = 0, j = 0; i < points.length || j < rows.length;) {
+    const step = Math.min(i < points.length ? points[i].step : Infinity, j < rows.length ? rows[j].step : Infinity);
+    xs.push(step);
+    atPoint.push(i < points.length && points[i].step === step ? points[i++] : null);
+    atRow.push(j < rows.length && rows[j].step === step ? rows[j++] : null);
+  }
+  const a = state.points.length ? state.smoothing : 0;
+  const pick = (items, key) => items.map(item => (item && item[key] != null ? item[key] : null));
+  return { xs, point: key => smooth(pick(atPoint, key), a), row: key => pick(atRow, key) };
 }
 
 // ---- charts --------------------------------------------------------------------------------------------
@@ -87,10 +87,11 @@ function buildCharts() {
 function redraw() {
   drawQueued = false;
   const started = performance.now();
-  const q = state.info.quantized;
-  charts.loss.setData(aligned(['loss', 'recon', 'reg'], ['val_loss']));
-  charts.codes.setData(q ? aligned(['perplexity', 'active'], ['val_psnr', 'dead_codes']) : aligned([], ['val_psnr']));
-  charts.schedule.setData(aligned(q ? ['lr', 'beta'] : ['lr'], []));
+  const q = state.info.quantized, c = columns();
+  charts.loss.setData([c.xs, c.point('loss'), c.point('recon'), c.point('reg'), c.row('val_loss')]);
+  charts.codes.setData(q ? [c.xs, c.point('perplexity'), c.point('active'), c.row('val_psnr'), c.row('dead_codes')]
+    : [c.xs, c.row('val_psnr')]);
+  charts.schedule.setData(q ? [c.xs, c.point('lr'), c.point('beta')] : [c.xs, c.point('lr')]);
   redrawMs.push(performance.now() - started);
   if (redrawMs.length > 100) redrawMs.shift();
   document.getElementById('points').textContent = `${state.points.length} points · ${state.rows.length} epochs`;
@@ -132,7 +133,7 @@ function drawCodebook() {
   const legend = document.getElementById('legend');
   legend.textContent = level.latents ? 'codes: white circles (red: unused this epoch) · encoder outputs by sketch: '
     : 'codes of this level (red: unused this epoch); encoder outputs are shown on level 1';
-  if (level.latents) state.info.sketches.forEach((name, i) => {
+  if (level.latents) (state.info.sketches || []).forEach((name, i) => {
     const span = document.createElement('span');
     span.textContent = `■ ${name} `;
     span.style.color = COLORS[i % COLORS.length];
@@ -183,22 +184,27 @@ function note(text, error = false) {
 }
 
 // ---- wiring --------------------------------------------------------------------------------------------
+function showInfo(info) {  // from the history, or from an update when the page opened before training started
+  state.info = info;
+  document.getElementById('meta').textContent = info.run === undefined ? 'waiting for the training to start'
+    : `${info.run} · ${info.quantized ? `${info.levels} level(s) of ${info.codebook_size} codes` : 'VAE (a Gaussian latent)'}`;
+  document.querySelectorAll('.vq-only').forEach(x => x.classList.toggle('hidden', !info.quantized));
+  const level = document.getElementById('level');
+  level.replaceChildren(...Array.from({ length: info.levels || 0 }, (_, i) => new Option(`level ${i + 1}`, i)));
+}
+
 async function start() {
   const history = await (await fetch('/api/train/history')).json();
-  Object.assign(state, { info: history.info, live: history.live });
+  state.live = history.live;
   state.smoothing = Number(document.getElementById('smoothing').value);
-  document.getElementById('meta').textContent = `${history.info.run} · ${history.info.quantized
-    ? `${history.info.levels} level(s) of ${history.info.codebook_size} codes` : 'VAE (a Gaussian latent)'}`;
-  document.querySelectorAll('.vq-only').forEach(x => x.classList.toggle('hidden', !history.info.quantized));
-  const level = document.getElementById('level');
-  for (let i = 0; i < history.info.levels; i++) level.add(new Option(`level ${i + 1}`, i));
-  level.addEventListener('change', drawCodebook);
+  showInfo(history.info);
+  document.getElementById('level').addEventListener('change', drawCodebook);
   keep(state.points, history.points);
   keep(state.rows, history.rows);
   addEvents(history.events);
   buildCharts();
   showHeavy(history.heavy);
-  if (!history.heavy) showProgression(0);
+  if (!history.heavy && history.rows.length) showProgression(0);
   setStatus(history.status);
   redraw();
   document.getElementById('log-scale').addEventListener('change', () => { buildCharts(); redraw(); });
@@ -211,6 +217,7 @@ function follow(n) {
   socket = io({ transports: ['websocket'] });
   socket.on('connect', () => socket.emit('follow', { n }));
   socket.on('update', (update, ack) => {
+    if (update.info) { showInfo(update.info); buildCharts(); }
     keep(state.points, update.points);
     keep(state.rows, update.rows);
     addEvents(update.events);

@@ -102,7 +102,8 @@ class LiveSource:
     def join(self, sid: str, n: int) -> None:
         """A page that has loaded the history up to serial `n` starts getting updates."""
         with self._lock:
-            self._clients[sid] = {"n": n, "rows": len(self.view.snapshot()[1]), "heavy": None, "busy": False}
+            self._clients[sid] = {"n": n, "rows": len(self.view.snapshot()[1]), "heavy": None, "busy": False,
+                                  "info": None}
 
     def leave(self, sid: str) -> None:
         """A page went away."""
@@ -125,21 +126,25 @@ class LiveSource:
         while True:
             with self.view.changed:
                 self.view.changed.wait(PUBLISH_SECONDS)
-            info, rows, heavy, status = self.view.snapshot()
-            heavy_out = self._heavy(heavy)
             with self._lock:
                 clients = list(self._clients.items())
             self._send_controls(clients)
+            if not clients:
+                continue  # nobody watching: no pictures to encode
+            info, rows, heavy, status = self.view.snapshot()
+            heavy_out = self._heavy(heavy)
             for sid, state in clients:
                 if state["busy"]:
                     continue  # it has not taken the last update yet: skip it, it gets everything next time
                 points, events, newest = self.view.since(state["n"])
                 fresh = heavy_out is not None and state["heavy"] != heavy_out["step"]
-                if not points and not events and len(rows) == state["rows"] and not fresh:
+                new_info = info != state["info"]  # a page opened before the training started has none yet
+                if not points and not events and len(rows) == state["rows"] and not fresh and not new_info:
                     continue
                 update = {"status": status, "points": points, "events": events, "rows": rows[state["rows"]:],
-                          "heavy": heavy_out if fresh else None}
-                state.update(busy=True, n=newest, rows=len(rows), heavy=heavy_out["step"] if heavy_out else None)
+                          "heavy": heavy_out if fresh else None, "info": info if new_info else None}
+                state.update(busy=True, n=newest, rows=len(rows), heavy=heavy_out["step"] if heavy_out else None,
+                             info=info)
                 self.socketio.emit("update", update, to=sid, callback=lambda *_, s=state: s.update(busy=False))
 
     def _send_controls(self, clients: list[tuple[str, dict]]) -> None:
