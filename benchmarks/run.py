@@ -56,7 +56,7 @@ def _stamp() -> dict:
         pass
     return {
         # the results this run has already written do not make the code dirty
-        "commit": commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no", "--", ".",
+        "commit": commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no", "--", ":/",
                                             ":!results", ":!results.md") else ""),
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()} {platform.system()}, {cores} CPU cores, {gpu}",
