@@ -89,13 +89,14 @@ def train_command(data, out, config_file, epochs, minutes, device, resume, force
         if server is not None:
             click.echo(f"training ended; the live view stays at http://{host}:{server.server_port}/ (Ctrl+C stops)",
                        err=True)
-            threading.Event().wait()
-    except KeyboardInterrupt:
-        if server is None:
-            raise
+            try:
+                threading.Event().wait()
+            except KeyboardInterrupt:  # the end of a finished run's view, not an interrupted training
+                pass
     finally:
         if server is not None:
             server.shutdown()
+            server.server_close()
 
 
 @cli.command("eval")

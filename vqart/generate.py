@@ -420,7 +420,8 @@ def motion_start(run: Run, prior: MotionPrior, start: Ref | None, generator: tor
         names = sorted(dataset_frames(run))
         sketch = names[int(torch.randint(len(names), (1,), generator=generator, device=run.device))]
         count = len(dataset_frames(run)[sketch])
-        start = f"{sketch}:{int(torch.randint(k, count, (1,), generator=generator, device=run.device))}"
+        first = min(k, count - 1)  # a frame with K frames before it, where the sketch has that many
+        start = f"{sketch}:{int(torch.randint(first, count, (1,), generator=generator, device=run.device))}"
     if isinstance(start, str) and start == "sample":
         grids = sample_codes(run, 1, seed=int(torch.randint(2**31, (1,), generator=generator, device=run.device)))
         return start_context(as_tokens(grids), k), None

@@ -154,8 +154,7 @@ class LiveView(Observer):
             flat, sample = project(codes, extra, self._projection.get(level))
             self._projection[level] = flat
             heavy["levels"].append({
-                "codes": flat, "usage": counts[level], "unused_steps": layer.unused_steps.cpu().numpy(),
-                "latents": sample, "labels": labels if level == 0 else None,
+                "codes": flat, "usage": counts[level], "latents": sample, "labels": labels if level == 0 else None,
             })
         return heavy
 
@@ -165,10 +164,10 @@ class LiveView(Observer):
         if z is None or idx is None:
             return None, None
         b, d, h, w = z.shape
-        flat = z.permute(0, 2, 3, 1).reshape(-1, d).float().cpu().numpy()
         image = np.repeat(self.labels[idx.numpy()], h * w)
-        pick = np.random.default_rng(trainer.state.step).choice(len(flat), min(LATENT_SAMPLE, len(flat)), replace=False)
-        return flat[pick], image[pick]
+        pick = np.random.default_rng(trainer.state.step).choice(len(image), min(LATENT_SAMPLE, len(image)), replace=False)
+        flat = z.permute(0, 2, 3, 1).reshape(-1, d)[torch.from_numpy(pick).to(z.device)]  # only the sample leaves the device
+        return flat.float().cpu().numpy(), image[pick]
 
     # -- the readers' side --------------------------------------------------------------------------------------
     def since(self, n: int) -> tuple[list[dict], list[dict], int]:

@@ -215,8 +215,11 @@ async function start() {
 
 function follow(n) {
   socket = io({ transports: ['websocket'] });
-  socket.on('connect', () => socket.emit('follow', { n }));
+  state.n = n;
+  // On every (re)connect say what the page holds, so it gets what it missed and nothing twice.
+  socket.on('connect', () => socket.emit('follow', { n: state.n, rows: state.rows.length }));
   socket.on('update', (update, ack) => {
+    state.n = update.n;
     if (update.info) { showInfo(update.info); buildCharts(); }
     keep(state.points, update.points);
     keep(state.rows, update.rows);

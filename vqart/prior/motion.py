@@ -372,9 +372,9 @@ def advance(prior: MotionPrior, states: list[MotionState], *, top_k: int | None 
     min_p = torch.tensor([s.min_p for s in states], device=label.device)
     tokens = m.next_frame(torch.stack([s.past for s in states]), label, steps=prior.steps, temperature=temperature,
                           top_k=top_k, guidance=guidance, generator=[s.generator for s in states], min_p=min_p)
-    for state, frame in zip(states, tokens):
+    changes = (tokens[:, 0] != torch.stack([s.past[-1, 0] for s in states])).float().mean(dim=1).tolist()
+    for state, frame, change in zip(states, tokens, changes):
         if guard:  # proportional in log space: a stalled stream opens up, a boiling one narrows down
-            change = float((frame[0] != state.past[-1, 0]).float().mean())
             state.recent = change if state.recent is None else 0.8 * state.recent + 0.2 * change
             ratio = min(4.0, max(0.25, max(state.recent, 1e-3) / state.target))
             state.min_p = min(MIN_P_RANGE[1], max(MIN_P_RANGE[0], state.min_p * ratio**0.3))

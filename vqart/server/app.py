@@ -13,7 +13,7 @@ import torch
 from flask import Flask
 from flask_socketio import SocketIO
 from rich.console import Console
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, get_sockaddr, make_server, select_address_family
 
 from vqart.errors import VqartError
 from vqart.live import LiveView
@@ -149,10 +149,10 @@ def start_server(app: Flask, host: str = "127.0.0.1", port: int = 5000) -> BaseW
 def _check_listenable(host: str, port: int) -> None:
     """VqartError naming host:port when it cannot be bound (Werkzeug would print two lines and exit instead)."""
     try:
-        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        with socket.socket(family, kind) as probe:
+        family = select_address_family(host, port)  # the family and address Werkzeug will bind
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
-            probe.bind(address)
+            probe.bind(get_sockaddr(host, port, family))
     except OSError as err:
         reason = err.strerror or str(err)
         raise VqartError(f"cannot listen on {host}:{port} ({reason}); choose another with --port") from None

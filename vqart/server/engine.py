@@ -106,21 +106,26 @@ class Engine:
     def motion_state(self, start: Ref | None, like: str | None, temperature: float, seed: int | None) -> MotionState:
         """A new motion stream's state: its start (a dataset frame with its past, an uploaded image, or one picked by
         the seed), steered toward `like`; PayloadError with the command to run when the run has no motion prior."""
+        if isinstance(start, str):
+            self.frame(start)  # a dataset frame, looked up by name (never a path on the server)
+        elif start is None and not self.sketches:
+            raise PayloadError("not_found", "this server has no dataset frames to start from; send an image as start")
         with self._model():
             try:
                 prior = generate.cached_motion(self.run)
-                frame = start if isinstance(start, np.ndarray) or start is None else self._checked_ref(start)
+            except VqartError as err:  # none, or made by another version: the message says what to run
+                missing = not (self.run.path / MOTION_FILE).is_file()
+                raise PayloadError("not_found" if missing else "bad_request", str(err)) from None
+            try:
+                prior.label(like)
+            except VqartError as err:
+                raise PayloadError("not_found", str(err)) from None
+            try:
                 generator = generate.make_generator(self.run, seed)
-                past, sketch = generate.motion_start(self.run, prior, frame, generator)
+                past, sketch = generate.motion_start(self.run, prior, start, generator)
                 return prior.state(past, like if like is not None else sketch, temperature, generator)
             except VqartError as err:
-                code = "not_found" if "no motion prior" in str(err) or "unknown sketch" in str(err) else "bad_request"
-                raise PayloadError(code, str(err)) from None
-
-    def _checked_ref(self, ref: str) -> str:
-        """A "sketch:frame" reference that names a dataset frame (never a path on the server)."""
-        self.frame(ref)
-        return ref
+                raise PayloadError("bad_request", str(err)) from None
 
     def advance(self, states: list[MotionState]) -> np.ndarray:
         """The next frame of every motion stream, in one batched model call: uint8 (B, H, W)."""

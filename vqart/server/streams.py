@@ -7,7 +7,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,8 +54,8 @@ class MotionTicker:
     every stream that is due. A stream whose ticks were missed while the CPU was busy skips them (its seq jumps);
     when all are late, all are advanced at every tick, so clients share the model's throughput evenly."""
 
-    def __init__(self, outbox: Outbox, engine: Engine):
-        self.outbox, self.engine = outbox, engine
+    def __init__(self, outbox: Outbox, engine: Engine, on_failed: Callable[[str, RequestId], None]):
+        self.outbox, self.engine, self.on_failed = outbox, engine, on_failed
         self._streams: dict[tuple[str, RequestId], _Motion] = {}
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -95,6 +95,7 @@ class MotionTicker:
                 log.exception("motion streams failed")
                 for m in due:
                     self.remove(m.sid, m.rid)
+                    self.on_failed(m.sid, m.rid)
                     self.outbox.send("error", error_message(m.rid, "internal", "the stream failed; see the server log"), m.sid)
                 continue
             now = time.monotonic()
@@ -120,7 +121,7 @@ class Streams:
         self.engine = engine
         self.per_client = per_client
         self.total = total
-        self.motion = MotionTicker(outbox, engine)
+        self.motion = MotionTicker(outbox, engine, on_failed=self._forget)
         self._running: dict[tuple[str, RequestId], threading.Event] = {}
         self._lock = threading.Lock()
 
@@ -143,10 +144,16 @@ class Streams:
         try:
             state = self.engine.motion_state(req.start, req.like, req.temperature, req.seed)
         except VqartError:
-            with self._lock:
-                self._running.pop(key, None)
+            self._forget(sid, req.id)
             raise
-        self.motion.add(sid, req.id, state, req.fps)
+        with self._lock:  # unless it was stopped (or its client left) while its start was being made
+            if self._running.get(key) is stop:
+                self.motion.add(sid, req.id, state, req.fps)
+
+    def _forget(self, sid: str, rid: RequestId) -> None:
+        """A stream that ended on its own no longer counts against the limits."""
+        with self._lock:
+            self._running.pop((sid, rid), None)
 
     def stop(self, sid: str, rid: RequestId) -> None:
         """Stop one of the client's streams."""

@@ -27,6 +27,7 @@ from vqart.controls import parse_control
 from vqart.errors import VqartError
 from vqart.live import LiveView
 from vqart.plots import preview_grid
+from vqart.server.validate import PayloadError, request_id
 
 log = logging.getLogger("vqart")
 PICTURES = ("progression.png", "training_curve.png", "codebook_usage.png")
@@ -81,7 +82,7 @@ class LiveSource:
         self.view, self.socketio = view, socketio
         self._clients: dict[str, dict] = {}  # sid -> {"n": last serial sent, "rows": rows sent, "heavy": step, "busy"}
         self._lock = threading.Lock()
-        self._heavy_cache: tuple[int, dict | None] = (-1, None)
+        self._heavy_cache: tuple[dict | None, dict | None] = (None, None)
         self._seen_controls = 0
         threading.Thread(target=self._publish, name="vqart-live-publisher", daemon=True).start()
 
@@ -94,16 +95,18 @@ class LiveSource:
 
     def _heavy(self, heavy: dict | None) -> dict | None:
         """The JSON of a heavy snapshot, made once per snapshot."""
-        key = -1 if heavy is None else id(heavy)
-        if self._heavy_cache[0] != key:
-            self._heavy_cache = (key, heavy_json(heavy))
-        return self._heavy_cache[1]
+        cached, made = self._heavy_cache
+        if cached is not heavy:  # the snapshot itself, not its id(), which a later one may reuse
+            made = heavy_json(heavy)
+            self._heavy_cache = (heavy, made)
+        return made
 
-    def join(self, sid: str, n: int) -> None:
-        """A page that has loaded the history up to serial `n` starts getting updates."""
+    def join(self, sid: str, n: int, rows: int) -> None:
+        """A page that holds the points and events up to serial `n` and `rows` epoch rows starts getting updates
+        (on a reconnect too: it gets what it missed, never what it has)."""
         with self._lock:
-            self._clients[sid] = {"n": n, "rows": len(self.view.snapshot()[1]), "heavy": None, "busy": False,
-                                  "info": None}
+            self._clients[sid] = {"n": n, "rows": rows, "heavy": None, "busy": False, "info": None,
+                                  "status": None}
 
     def leave(self, sid: str) -> None:
         """A page went away."""
@@ -111,13 +114,18 @@ class LiveSource:
             self._clients.pop(sid, None)
 
     def control(self, payload: Any) -> None:
-        """Check a control and queue it for the trainer; VqartError (sent back as `error`) when it cannot be."""
+        """Check a control and queue it for the trainer; PayloadError (sent back as `error`) when it cannot be."""
         if not isinstance(payload, dict):
-            raise VqartError("control needs an object: {id, name, value}")
-        control = parse_control(payload.get("name"), payload.get("value"), payload.get("id"))
+            raise PayloadError("bad_payload", "control needs an object: {id, name, value}")
+        try:
+            control = parse_control(payload.get("name"), payload.get("value"), request_id(payload))
+        except VqartError as err:  # a number for beta or lr_scale out of its range, or not a control at all
+            numeric = payload.get("name") in ("beta", "lr_scale") and isinstance(payload.get("value"), (int, float))
+            raise PayloadError("out_of_range" if numeric else "bad_request", str(err)) from None
         trainer = self.view.trainer
         if trainer is None or self.view.status in ("finished", "stopped", "interrupted"):
-            raise VqartError(f"the training is not running ({self.view.status}); controls act on a running training")
+            raise PayloadError("bad_request", f"the training is not running ({self.view.status}); controls act on a "
+                               "running training")
         trainer.controls.put(control)
 
     def _publish(self) -> None:
@@ -139,12 +147,14 @@ class LiveSource:
                 points, events, newest = self.view.since(state["n"])
                 fresh = heavy_out is not None and state["heavy"] != heavy_out["step"]
                 new_info = info != state["info"]  # a page opened before the training started has none yet
-                if not points and not events and len(rows) == state["rows"] and not fresh and not new_info:
+                news = points or events or len(rows) != state["rows"] or fresh or new_info
+                if not news and status == state["status"]:  # a pause changes only the status
                     continue
-                update = {"status": status, "points": points, "events": events, "rows": rows[state["rows"]:],
-                          "heavy": heavy_out if fresh else None, "info": info if new_info else None}
+                update = {"status": status, "n": newest, "points": points, "events": events,
+                          "rows": rows[state["rows"]:], "heavy": heavy_out if fresh else None,
+                          "info": info if new_info else None}
                 state.update(busy=True, n=newest, rows=len(rows), heavy=heavy_out["step"] if heavy_out else None,
-                             info=info)
+                             info=info, status=status)
                 self.socketio.emit("update", update, to=sid, callback=lambda *_, s=state: s.update(busy=False))
 
     def _send_controls(self, clients: list[tuple[str, dict]]) -> None:
@@ -207,17 +217,15 @@ def register_training(app: Flask, socketio: SocketIO, source: LiveSource | FileS
 
     @socketio.on("follow")
     def follow(payload: Any = None) -> None:
-        n = payload.get("n") if isinstance(payload, dict) else None
-        source.join(request.sid, n if isinstance(n, int) and not isinstance(n, bool) else 0)
+        count = lambda key: payload.get(key) if isinstance(payload, dict) and type(payload.get(key)) is int else 0
+        source.join(request.sid, max(0, count("n")), max(0, count("rows")))
 
     @socketio.on("control")
     def control(payload: Any = None) -> None:
-        rid = payload.get("id") if isinstance(payload, dict) and isinstance(payload.get("id"), (str, int)) else None
         try:
             source.control(payload)
-        except VqartError as err:
-            code = "out_of_range" if "must be" in str(err) else "bad_request"
-            socketio.emit("error", {"id": rid, "code": code, "message": str(err)}, to=request.sid)
+        except PayloadError as err:
+            socketio.emit("error", {"id": request_id(payload), "code": err.code, "message": str(err)}, to=request.sid)
 
     @socketio.on("disconnect")
     def left(*_) -> None:
