@@ -147,7 +147,7 @@ def serve_command(run, host, port, allow_origins) -> None:
 @click.argument("run", type=click.Path(path_type=str))
 @click.option("--motion", is_flag=True, help="Train the motion prior (the next frame given the last ones) instead of the spatial one.")
 @click.option("--minutes", type=float, default=None, help="Wall-clock training budget (default 1.5, motion 2).")
-@click.option("--context", type=int, default=2, show_default=True, help="Motion prior: how many previous frames it sees.")
+@click.option("--context", type=int, default=None, help="Motion prior: how many previous frames it sees (default 2).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
 def prior_command(run, motion, minutes, context, seed, device) -> None:
@@ -159,6 +159,9 @@ def prior_command(run, motion, minutes, context, seed, device) -> None:
     from vqart.prior.motion import train_motion
     from vqart.run import open_run
 
+    if context is not None and not motion:
+        raise VqartError("--context is the motion prior's; add --motion, or leave --context out for the spatial prior")
+    context = 2 if context is None else context
     opened = open_run(run, device=device)
     minutes = minutes if minutes is not None else 2.0 if motion else 1.5
     console = Console(stderr=True)

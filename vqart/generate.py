@@ -11,6 +11,7 @@ import logging
 import math
 import secrets
 from collections.abc import Callable, Sequence
+from typing import Any
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -176,19 +177,24 @@ def reconstruct(run: Run, image: Ref) -> np.ndarray:
 # ---- samplers --------------------------------------------------------------------------------------------
 
 
-_PRIORS: dict[tuple[str, int, str], GridModel | None] = {}
+_LOADED: dict[str, tuple[tuple[str, int, str], Any]] = {}  # file name -> (the version loaded, what it made)
 
 
-def _cached_prior(run: Run) -> GridModel | None:
-    """The run's prior (None when untrained), loaded once per prior file version and device."""
-    path = Path(run.path) / PRIOR_FILE
+def _load_once(run: Run, name: str, load: Callable[[Run], Any]) -> Any:
+    """What `load(run)` makes of the run's file `name`, loaded once per file version and device; None without
+    the file."""
+    path = Path(run.path) / name
     if not path.is_file():
         return None
     key = (str(path), path.stat().st_mtime_ns, str(run.device))
-    if key not in _PRIORS:
-        _PRIORS.clear()  # a retrained prior replaces the old one
-        _PRIORS[key] = load_prior(run)
-    return _PRIORS[key]
+    if name not in _LOADED or _LOADED[name][0] != key:
+        _LOADED[name] = (key, load(run))  # a retrained prior replaces the old one
+    return _LOADED[name][1]
+
+
+def _cached_prior(run: Run) -> GridModel | None:
+    """The run's spatial prior (None when untrained), loaded once per file version and device."""
+    return _load_once(run, PRIOR_FILE, load_prior)
 
 
 def sample_codes(
@@ -394,21 +400,14 @@ def walk(
     return _decode(run, torch.cat(paths), snap, progress)
 
 
-_MOTIONS: dict[tuple[str, int, str], MotionPrior | None] = {}
-
-
 def cached_motion(run: Run) -> MotionPrior:
     """The run's motion prior, loaded once per file version and device; VqartError with the command that
     trains one when there is none."""
     run.require_codes("motion")
-    path = Path(run.path) / MOTION_FILE
-    if not path.is_file():
+    prior = _load_once(run, MOTION_FILE, load_motion)
+    if prior is None:
         raise VqartError(f"{run.path} has no motion prior; train one with `vqart prior {run.path} --motion`")
-    key = (str(path), path.stat().st_mtime_ns, str(run.device))
-    if key not in _MOTIONS:
-        _MOTIONS.clear()
-        _MOTIONS[key] = load_motion(run)
-    return _MOTIONS[key]
+    return prior
 
 
 def motion_start(run: Run, prior: MotionPrior, start: Ref | None, generator: torch.Generator) -> tuple[torch.Tensor, str | None]:
@@ -508,6 +507,8 @@ def dream(
     _check_count("--frames", frames)
     if mode not in MODES:
         raise VqartError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode != "motion" and (like is not None or morph_to is not None or guidance != 1.0):
+        raise VqartError(f"--like, --morph-to and --guidance steer --mode motion only, not --mode {mode}")
     if mode == "interpolate" and frames < 2:
         raise VqartError("--mode interpolate needs --frames of at least 2")
     side = math.isqrt(frames)

@@ -159,15 +159,9 @@ class DepthHead(nn.Module):
             with torch.no_grad():
                 self.pointer.bias.view(self.levels, sources).copy_(torch.tensor([2.0] + [0.0] * (sources - 1)))
 
-    def pointed(self, logits: torch.Tensor, context: torch.Tensor, candidates: torch.Tensor | None,
-                level: int | None = None) -> torch.Tensor:
-        """Add the pointer's bonuses: logits (N, L, K) (or one level's (N, K)), candidates (N, L, S) codes."""
-        if candidates is None:
-            return logits
-        bonus = self.pointer(context).view(len(context), self.levels, self.sources)
-        if level is not None:
-            return logits.scatter_add(-1, candidates[:, level], bonus[:, level])
-        return logits.scatter_add(-1, candidates, bonus)
+    def bonuses(self, context: torch.Tensor) -> torch.Tensor:
+        """The pointer's bonus for each level's candidates: (N, L, S) from contexts (N, dim)."""
+        return self.pointer(context).view(len(context), self.levels, self.sources)
 
     def _inputs(self, context: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """(N, dim) context and (N, l) codes chosen so far -> depth inputs (N, l + 1, dim)."""
@@ -179,7 +173,7 @@ class DepthHead(nn.Module):
         """Teacher-forced logits (N, L, K) for every level of N cells with true codes (N, L)."""
         y = self.ln(self.blocks(self._inputs(context, codes[:, :-1])))
         logits = torch.einsum("nld,lkd->nlk", y, self.out_weight) + self.out_bias
-        return self.pointed(logits, context, candidates)
+        return logits if candidates is None else logits.scatter_add(-1, candidates, self.bonuses(context))
 
     def level_logits(self, y: torch.Tensor, level: int) -> torch.Tensor:
         """Level `level`'s logits (N, K) from the depth blocks' output (N, dim) at that level."""
@@ -198,12 +192,14 @@ class DepthHead(nn.Module):
         caches: list = [None] * len(self.blocks)
         chosen, logits_seen = [], []
         x, prefix = both[:, None] + self.pos[:, :1], 0.0
+        if candidates is not None:  # once per call, not per level
+            candidates, bonus = candidates.repeat(len(both) // n, 1, 1), self.bonuses(both)
         for level in range(self.levels):
             for i, block in enumerate(self.blocks):
                 x, caches[i] = block.extend(x, caches[i])
             logits = self.level_logits(x[:, 0], level)
             if candidates is not None:
-                logits = self.pointed(logits, both, candidates.repeat(len(both) // n, 1, 1), level)
+                logits = logits.scatter_add(-1, candidates[:, level], bonus[:, level])
             if uncond is not None:
                 logits = logits[n:] + guidance * (logits[:n] - logits[n:])
             if codes is None:

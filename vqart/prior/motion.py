@@ -267,7 +267,8 @@ def train_motion(run: Run, minutes: float = 2.0, *, context: int = 2, seed: int 
                  on_step: Callable[[float, float], None] | None = None, **shape: int) -> dict:
     """Train the motion prior on the run's consecutive training frames, save it beside the spatial prior, and
     return its held-out bits against the copy, count and spatial baselines (also written to motion.json).
-    Training stops after `minutes` or `max_steps` optimizer steps, whichever comes first."""
+    Training stops after `minutes` or `max_steps` optimizer steps, whichever comes first; rollouts then decode in
+    the fewest steps, up to `steps`, that cost no bits on the select frames (decoding_steps)."""
     run.require_codes("a motion prior")
     if not minutes > 0:
         raise VqartError(f"--minutes must be > 0, got {minutes}")
@@ -286,6 +287,7 @@ def train_motion(run: Run, minutes: float = 2.0, *, context: int = 2, seed: int 
 
     history = fit(model, batch_loss, lambda: float(model.bits(*probe, steps=steps).sum()), seconds=minutes * 60,
                   max_steps=max_steps, lr=lr, seed=seed, device=run.device, on_step=on_step)
+    steps = decoding_steps(model, data.batch(select_rows), steps)
     metrics = motion_report(run, model, data, steps)
     metrics.update({"train_steps": history["steps"], "minutes": minutes, "seed": seed, "context": context,
                     "params": sum(p.numel() for p in model.parameters()), "config": asdict(cfg)})
@@ -293,6 +295,19 @@ def train_motion(run: Run, minutes: float = 2.0, *, context: int = 2, seed: int 
                steps=steps)
     write_json(run.path / MOTION_METRICS, metrics)
     return metrics
+
+
+def decoding_steps(model: MotionModel, select: tuple[torch.Tensor, torch.Tensor, torch.Tensor], most: int,
+                   tolerance: float = 0.005) -> int:
+    """The fewest decoding steps (1, 2, 4, ... `most`) whose bits on the select frames are within `tolerance` of
+    `most` steps' bits. Measured on the bundled sketches: 4.2597 bits per code in one step, 4.2568 in four; the
+    next frame is predicted from the past, hardly from the cells revealed beside it, and each step saved is a
+    whole pass of the model per frame."""
+    best = float(model.bits(*select, steps=most).sum())
+    steps = 1
+    while steps < most and float(model.bits(*select, steps=steps).sum()) > best * (1 + tolerance):
+        steps *= 2
+    return min(steps, most)
 
 
 def motion_report(run: Run, model: MotionModel, data: MotionData, steps: int) -> dict:
