@@ -11,9 +11,9 @@ import logging
 import math
 import secrets
 from collections.abc import Callable, Sequence
-from typing import Any
 from functools import lru_cache, partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch

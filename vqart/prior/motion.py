@@ -287,7 +287,7 @@ def train_motion(run: Run, minutes: float = 2.0, *, context: int = 2, seed: int 
 
     history = fit(model, batch_loss, lambda: float(model.bits(*probe, steps=steps).sum()), seconds=minutes * 60,
                   max_steps=max_steps, lr=lr, seed=seed, device=run.device, on_step=on_step)
-    steps = decoding_steps(model, data.batch(select_rows), steps)
+    steps = decoding_steps(model, data.batch(select_rows[:: max(1, len(select_rows) // 256)]), steps)
     metrics = motion_report(run, model, data, steps)
     metrics.update({"train_steps": history["steps"], "minutes": minutes, "seed": seed, "context": context,
                     "params": sum(p.numel() for p in model.parameters()), "config": asdict(cfg)})
