@@ -1,9 +1,11 @@
 """The motion prior: the next frame's codes given the codes of the previous K frames and, optionally, a sketch.
 
 A conditional MaskGIT over the next frame (Genie, TECO, MaskViT): every cell's input is its next-frame
-embedding (masked or revealed) plus the context, the previous K frames' embeddings of that cell each with its
-lag's embedding, and a sketch label's embedding, so a pass stays h * w tokens wide and reuses the spatial
-prior's grid-aware blocks and depth head. Copying the last frame is the attractor such a model falls into, and
+embedding (masked or revealed) plus the context, the previous K frames' embeddings of that cell side by side
+mapped to one vector, and a sketch label's embedding, so a pass stays h * w tokens wide and reuses the spatial
+prior's grid-aware blocks and depth head. (Summed, each with its lag's embedding as in Genie, A-then-B reads
+the same as B-then-A, and which way a thing moves is lost: measured at 10 minutes, 4.24 bits per code summed,
+4.12 mapped.) Copying the last frame is the attractor such a model falls into, and
 its own small errors compound in a rollout; so training corrupts the context (a random share of its codes
 replaced, as GameNGen and DIAMOND noise theirs), and drops the label 10% of the time, which makes classifier-
 free guidance possible (Phenaki): `like` steers a rollout toward a sketch, `morph` blends two labels.
@@ -56,7 +58,7 @@ class MotionModel(nn.Module):
         super().__init__()
         self.cfg, self.context_frames, self.labels = cfg, context, labels
         self.grid = GridModel(cfg)
-        self.lag = nn.Parameter(torch.randn(context, 1, cfg.dim) * 0.02)
+        self.lags = nn.Linear(context * cfg.dim, cfg.dim)  # a cell's K past embeddings, oldest first, as one
         self.label_emb = nn.Embedding(labels + 1, cfg.dim)  # the last one is "no label"
 
     def label_vectors(self, labels: torch.Tensor) -> torch.Tensor:
@@ -76,8 +78,7 @@ class MotionModel(nn.Module):
         """Past tokens (B, K, L, P), oldest first, and label vectors (B, dim) -> every cell's context (B, P, dim)."""
         b, k = past.shape[:2]
         cells = self.grid.embed.cells(past.flatten(0, 1)).view(b, k, self.grid.cells, -1)
-        lags = self.lag.flip(0)[None]  # lag 1 (the newest frame) is the last of `past`
-        return (cells + lags).sum(dim=1) + label[:, None]
+        return self.lags(cells.transpose(1, 2).reshape(b, self.grid.cells, -1)) + label[:, None]
 
     def loss(self, past: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
              corrupt: float = 0.2, drop_label: float = 0.1) -> torch.Tensor:
