@@ -9,7 +9,8 @@ the same as B-then-A, and which way a thing moves is lost: on the select frames,
 is the attractor such a model falls into, and its own small errors compound in a rollout; so training
 corrupts the context (a random share of its codes replaced, as GameNGen and DIAMOND noise theirs), and drops
 the label 10% of the time, which makes classifier-free guidance possible (Phenaki): `like` steers a rollout
-toward a sketch, `morph` blends two labels. Rollouts draw with min-p (codes less than min_p times as likely as the likeliest are never drawn): measured on
+toward a sketch, `morph` blends two labels.
+Rollouts draw with min-p (codes less than min_p times as likely as the likeliest are never drawn): measured on
 the bundled sketches, a next frame drawn from the full distribution decodes to 15 dB against the true one
 (copying the last frame: 22 dB), because a wrongly changed code at any level is noise; at min-p 0.3 frames stay
 frames, and motion stalls instead of boiling (0.1 boils). So a rollout keeps itself alive by that knob: the
