@@ -15,6 +15,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -75,13 +76,32 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _load_note(bench: dict) -> str:
+    """The load a table was measured under, as its stamp shows it. Its own work counts (a model benchmark's 2
+    threads make 2); more than that means something else competed for the CPU, and its speed figures read low."""
+    return f", peak 1-minute load average {bench['load']:.1f}" if "load" in bench else ""
+
+
+class LoadWatch(threading.Thread):
+    """The highest 1-minute load average seen while a benchmark runs, polled every few seconds."""
+
+    def __init__(self, every: float = 5.0):
+        super().__init__(daemon=True)
+        self.every, self.peak, self.done = every, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.every):
+            self.peak = max(self.peak, os.getloadavg()[0])
+
+
 def to_markdown(results: list[dict]) -> str:
     """One markdown table per benchmark result, each under its stamp."""
     lines = ["Assembled by `benchmarks/run.py` from benchmarks/results/*.json; each table says when and on what "
              "commit it was measured.", ""]
     for bench in results:
         lines += [f"#### {bench['title']}", "",
-                  f"*{bench['date']}, commit {bench['commit']}, {bench['machine']}, {bench['seconds']:.0f} s*", ""]
+                  f"*{bench['date']}, commit {bench['commit']}, {bench['machine']}, {bench['seconds']:.0f} s{_load_note(bench)}*",
+                  ""]
         if "error" in bench:
             lines += [f"Failed: `{bench['error']}`", ""]
             continue
@@ -110,7 +130,8 @@ def main() -> int:
         module = _load(path)
         name = path.stem.removeprefix("bench_")
         print(f"== {module.TITLE}", flush=True)
-        start = time.perf_counter()
+        start, watch = time.perf_counter(), LoadWatch()
+        watch.start()
         entry = {"name": name, "title": module.TITLE, **_stamp()}
         try:
             entry["rows"] = [_plain(row) for row in module.run(quick=args.quick)]
@@ -119,6 +140,8 @@ def main() -> int:
             entry["error"] = f"{type(err).__name__}: {err}"
             failed = True
         entry["seconds"] = time.perf_counter() - start
+        watch.done.set()
+        entry["load"] = max(watch.peak, os.getloadavg()[0])
         atomic.write_json(folder / f"{name}.json", entry)
         for row in entry.get("rows", []):
             print(f"   {row['measure']}: {_fmt(row['value'])} {row.get('unit', '')}  {row.get('target', '')}")
