@@ -1,6 +1,7 @@
-"""Run benchmarks/bench_*.py; each writes benchmarks/results/<name>.json stamped with the commit, date and
-machine, and benchmarks/results.md is then assembled from every result file there, each table under its own
-stamp: a partial run (`run.py train`) replaces only its own tables, and never mixes silently with old ones.
+"""Run benchmarks/bench_*.py; each writes benchmarks/results/<name>.json stamped with the commit, date, machine
+and how fast that machine ran (the load, a fixed CPU reference before and after); benchmarks/results.md is
+then assembled from every result file there, each table under its own stamp: a partial run (`run.py train`)
+replaces only its own tables, and never mixes silently with old ones.
 
 Each benchmark module exposes `TITLE` and `run(quick: bool) -> list[dict]`, a row per measure with the keys
 `measure`, `value`, `unit`, `target` and `ok`. `--quick` is a smoke run, written under results/quick/ instead.
@@ -76,10 +77,32 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def _load_note(bench: dict) -> str:
-    """The load a table was measured under, as its stamp shows it. Its own work counts (a model benchmark's 2
-    threads make 2); more than that means something else competed for the CPU, and its speed figures read low."""
-    return f", peak 1-minute load average {bench['load']:.1f}" if "load" in bench else ""
+def _conditions_note(bench: dict) -> str:
+    """The conditions a table was measured under, as its stamp shows them. The load counts its own work (a model
+    benchmark's 2 threads make 2); more than that means something else in the machine competed for the CPU. The
+    CPU reference shows what the load cannot: a virtual machine's host may run it slower at one hour than another."""
+    note = f", peak 1-minute load average {bench['load']:.1f}" if "load" in bench else ""
+    if "reference" in bench:
+        low, high = sorted(bench["reference"])
+        note += f", CPU reference {low:.0f}-{high:.0f} GFLOP/s (before and after)"
+    return note
+
+
+def cpu_reference(seconds: float = 2.0, size: int = 512) -> float:
+    """GFLOP/s of a fixed float32 matmul on 2 threads: the same work every time, so it shows how fast the machine
+    ran while a table was measured (speed figures of two runs compare only beside it)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    a = torch.randn(size, size, generator=torch.Generator().manual_seed(0))
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ a
+        done += 1
+    elapsed = time.perf_counter() - start
+    torch.set_num_threads(threads)
+    return 2 * size**3 * done / elapsed / 1e9
 
 
 class LoadWatch(threading.Thread):
@@ -100,7 +123,7 @@ def to_markdown(results: list[dict]) -> str:
              "commit it was measured.", ""]
     for bench in results:
         lines += [f"#### {bench['title']}", "",
-                  f"*{bench['date']}, commit {bench['commit']}, {bench['machine']}, {bench['seconds']:.0f} s{_load_note(bench)}*",
+                  f"*{bench['date']}, commit {bench['commit']}, {bench['machine']}, {bench['seconds']:.0f} s{_conditions_note(bench)}*",
                   ""]
         if "error" in bench:
             lines += [f"Failed: `{bench['error']}`", ""]
@@ -130,6 +153,7 @@ def main() -> int:
         module = _load(path)
         name = path.stem.removeprefix("bench_")
         print(f"== {module.TITLE}", flush=True)
+        before = cpu_reference()
         start, watch = time.perf_counter(), LoadWatch()
         watch.start()
         entry = {"name": name, "title": module.TITLE, **_stamp()}
@@ -142,6 +166,7 @@ def main() -> int:
         entry["seconds"] = time.perf_counter() - start
         watch.done.set()
         entry["load"] = max(watch.peak, os.getloadavg()[0])
+        entry["reference"] = [before, cpu_reference()]
         atomic.write_json(folder / f"{name}.json", entry)
         for row in entry.get("rows", []):
             print(f"   {row['measure']}: {_fmt(row['value'])} {row.get('unit', '')}  {row.get('target', '')}")
