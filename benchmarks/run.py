@@ -1,7 +1,7 @@
 """Run benchmarks/bench_*.py; each writes benchmarks/results/<name>.json stamped with the commit, date, machine
 and how fast that machine ran (the load, a fixed CPU reference before and after); benchmarks/results.md is
 then assembled from every result file there, each table under its own stamp: a partial run (`run.py train`)
-replaces only its own tables, and never mixes silently with old ones.
+replaces only its own tables, and never mixes silently with old ones. Each benchmark runs in its own process.
 
 Each benchmark module exposes `TITLE` and `run(quick: bool) -> list[dict]`, a row per measure with the keys
 `measure`, `value`, `unit`, `target` and `ok`. `--quick` is a smoke run, written under results/quick/ instead.
@@ -137,42 +137,66 @@ def to_markdown(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def measure(path: Path, folder: Path, quick: bool) -> bool:
+    """Run one benchmark in this process and write its result file, stamped; False if it crashed."""
+    module = _load(path)
+    name = path.stem.removeprefix("bench_")
+    print(f"== {module.TITLE}", flush=True)
+    before = cpu_reference()
+    start, watch = time.perf_counter(), LoadWatch()
+    watch.start()
+    entry = {"name": name, "title": module.TITLE, **_stamp()}
+    try:
+        entry["rows"] = [_plain(row) for row in module.run(quick=quick)]
+    except Exception as err:  # a crashed benchmark is reported and the others still run
+        traceback.print_exc()
+        entry["error"] = f"{type(err).__name__}: {err}"
+    entry["seconds"] = time.perf_counter() - start
+    watch.done.set()
+    entry["load"] = max(watch.peak, os.getloadavg()[0])
+    entry["reference"] = [before, cpu_reference()]
+    atomic.write_json(folder / f"{name}.json", entry)
+    for row in entry.get("rows", []):
+        print(f"   {row['measure']}: {_fmt(row['value'])} {row.get('unit', '')}  {row.get('target', '')}", flush=True)
+    return "error" not in entry
+
+
+def isolated(path: Path, folder: Path, quick: bool) -> bool:
+    """Run one benchmark in a fresh Python process, as a user runs each command: no table reads a process slowed
+    by the benchmarks before it. A process that dies without writing its result gets a failed table, never
+    leaves an older table standing in for it."""
+    name = path.stem.removeprefix("bench_")
+    result = folder / f"{name}.json"
+    written = result.stat().st_mtime_ns if result.exists() else None
+    start = time.perf_counter()
+    command = [sys.executable, __file__, "--only", str(path)] + (["--quick"] if quick else [])
+    code = subprocess.run(command, cwd=HERE.parent).returncode
+    if code != 0 and (result.stat().st_mtime_ns if result.exists() else None) == written:
+        atomic.write_json(result, {"name": name, "title": name, **_stamp(), "seconds": time.perf_counter() - start,
+                                   "error": f"its process exited with code {code} before writing a result"})
+    return code == 0
+
+
 def main() -> int:
-    """Run the selected benchmarks, write each one's result file, reassemble results.md; exit 1 if one crashed."""
+    """Run the selected benchmarks, each in its own process, then reassemble results.md; exit 1 if one crashed."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", help="benchmarks to run, e.g. capture train (default: all)")
     parser.add_argument("--quick", action="store_true", help="a fast smoke run, not for the README")
+    parser.add_argument("--only", type=Path, help=argparse.SUPPRESS)  # the child process: run this one file
     args = parser.parse_args()
+    folder = HERE / "results" / ("quick" if args.quick else "")
+    if args.only:
+        return 0 if measure(args.only, folder, args.quick) else 1
 
     paths = sorted(HERE.glob("bench_*.py"), key=lambda p: (_rank(p.stem.removeprefix("bench_")), p.name))
     if args.names:
         paths = [p for p in paths if p.stem.removeprefix("bench_") in args.names]
-    folder = HERE / "results" / ("quick" if args.quick else "")
-    failed = False
-    for path in paths:
-        module = _load(path)
-        name = path.stem.removeprefix("bench_")
-        print(f"== {module.TITLE}", flush=True)
-        before = cpu_reference()
-        start, watch = time.perf_counter(), LoadWatch()
-        watch.start()
-        entry = {"name": name, "title": module.TITLE, **_stamp()}
-        try:
-            entry["rows"] = [_plain(row) for row in module.run(quick=args.quick)]
-        except Exception as err:  # a crashed benchmark is reported and the others still run
-            traceback.print_exc()
-            entry["error"] = f"{type(err).__name__}: {err}"
-            failed = True
-        entry["seconds"] = time.perf_counter() - start
-        watch.done.set()
-        entry["load"] = max(watch.peak, os.getloadavg()[0])
-        entry["reference"] = [before, cpu_reference()]
-        atomic.write_json(folder / f"{name}.json", entry)
-        for row in entry.get("rows", []):
-            print(f"   {row['measure']}: {_fmt(row['value'])} {row.get('unit', '')}  {row.get('target', '')}")
+    failed = [path.name for path in paths if not isolated(path, folder, args.quick)]
     results = sorted((json.loads(p.read_text()) for p in folder.glob("*.json")), key=lambda r: _rank(r["name"]))
     atomic.write_text(folder / "results.md" if args.quick else HERE / "results.md", to_markdown(results))
     print(f"wrote {folder} and {'its results.md' if args.quick else HERE / 'results.md'}")
+    if failed:
+        print(f"failed: {', '.join(failed)}")
     return 1 if failed else 0
 
 
