@@ -162,8 +162,8 @@ def measure(path: Path, folder: Path, quick: bool) -> bool:
 
 
 def isolated(path: Path, folder: Path, quick: bool) -> bool:
-    """Run one benchmark in a fresh Python process, as a user runs each command: no table reads a process slowed
-    by the benchmarks before it. A process that dies without writing its result gets a failed table, never
+    """Run one benchmark in a fresh Python process, as a user runs each command: no table reads a process that the
+    benchmarks before it may have slowed. A process that dies without writing its result gets a failed table, never
     leaves an older table standing in for it."""
     name = path.stem.removeprefix("bench_")
     result = folder / f"{name}.json"
