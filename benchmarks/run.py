@@ -167,11 +167,11 @@ def isolated(path: Path, folder: Path, quick: bool) -> bool:
     leaves an older table standing in for it."""
     name = path.stem.removeprefix("bench_")
     result = folder / f"{name}.json"
-    written = result.stat().st_mtime_ns if result.exists() else None
-    start = time.perf_counter()
+    written = lambda: result.stat().st_mtime_ns if result.exists() else None
+    before, start = written(), time.perf_counter()
     command = [sys.executable, __file__, "--only", str(path)] + (["--quick"] if quick else [])
     code = subprocess.run(command, cwd=HERE.parent).returncode
-    if code != 0 and (result.stat().st_mtime_ns if result.exists() else None) == written:
+    if code != 0 and written() == before:
         atomic.write_json(result, {"name": name, "title": name, **_stamp(), "seconds": time.perf_counter() - start,
                                    "error": f"its process exited with code {code} before writing a result"})
     return code == 0
