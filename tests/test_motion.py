@@ -13,7 +13,7 @@ from synthetic import sliding_square
 from vqart import generate
 from vqart.cli import cli
 from vqart.errors import VqartError
-from vqart.prior.motion import load_motion, motion_data, train_motion
+from vqart.prior.motion import level_weights, load_motion, motion_data, train_motion
 from vqart.run import open_run
 
 torch.set_num_threads(1)
@@ -25,6 +25,13 @@ def centroid_x(frames: np.ndarray) -> np.ndarray:
     weight = (frames > 128).sum(axis=1).astype(float)  # (N, W)
     z = (weight * np.exp(1j * angle)).sum(axis=1)
     return np.unwrap(np.angle(z)) / (2 * np.pi) * frames.shape[2]
+
+
+def test_the_loss_weights_the_coarse_levels_up_and_keeps_a_mean_of_one():
+    assert level_weights(1).tolist() == [1.0]
+    weights = level_weights(8)
+    assert weights.mean().item() == pytest.approx(1.0)
+    assert weights[0] == 4 * weights[-1] and weights[1] == 2 * weights[-1] and (weights[2:] == weights[-1]).all()
 
 
 @pytest.mark.slow

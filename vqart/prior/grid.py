@@ -64,14 +64,18 @@ class GridModel(nn.Module):
         return scores.argsort(dim=1).argsort(dim=1) < n_masked
 
     def loss(self, tokens: torch.Tensor, generator: torch.Generator | None = None,
-             context: torch.Tensor | None = None, candidates: torch.Tensor | None = None) -> torch.Tensor:
-        """Cross-entropy of every level's code at masked cells (mean over codes); `candidates` (B, P, L, S) are
-        codes the depth head may point at."""
+             context: torch.Tensor | None = None, candidates: torch.Tensor | None = None,
+             level_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy of every level's code at masked cells (mean over codes, each level's weighted by
+        `level_weights` (L,) when given); `candidates` (B, P, L, S) are codes the depth head may point at."""
         mask = self.random_mask(len(tokens), tokens.device, generator)
         codes = tokens.transpose(1, 2)[mask]  # (N, L)
         pointed = None if candidates is None else candidates[mask]
         logits = self.depth_head(self.hidden(tokens, mask, context)[mask], codes, pointed)
-        return F.cross_entropy(logits.flatten(0, 1), codes.flatten())
+        if level_weights is None:
+            return F.cross_entropy(logits.flatten(0, 1), codes.flatten())
+        per_code = F.cross_entropy(logits.flatten(0, 1), codes.flatten(), reduction="none").view(codes.shape)
+        return (per_code * level_weights).mean()
 
     @torch.no_grad()
     def sample(self, n: int, *, steps: int = 8, temperature: float | torch.Tensor = 1.0, top_k: int | None = None,

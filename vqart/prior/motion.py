@@ -52,6 +52,18 @@ MIN_P = 0.3  # where a rollout starts
 MIN_P_RANGE = (0.02, 0.6)
 
 
+def level_weights(levels: int) -> torch.Tensor:
+    """The loss's weight per residual level (L,), mean 1: the first level 4, the second 2, the rest 1.
+
+    The coarse levels are where a sketch's motion is (the finer ones stay near the count model whatever is
+    learned), and every finer level is predicted from them. Measured on the benchmark's run, 10 minutes each:
+    4.08 bits per code against 4.22 unweighted (first level 1.56 against 1.92, the last four the same). The
+    spatial prior gains nothing from it (18.7% saved against 18.6%: its first level's gain is spent on the
+    others), so it keeps the plain mean."""
+    weights = torch.tensor([max(1.0, 4.0 / 2**level) for level in range(levels)])
+    return weights / weights.mean()
+
+
 class MotionModel(nn.Module):
     """A GridModel over the next frame whose cells also see the last `context` frames and a sketch label."""
 
@@ -61,6 +73,7 @@ class MotionModel(nn.Module):
         self.grid = GridModel(cfg)
         self.lags = nn.Linear(context * cfg.dim, cfg.dim)  # a cell's K past embeddings, oldest first, as one
         self.label_emb = nn.Embedding(labels + 1, cfg.dim)  # the last one is "no label"
+        self.register_buffer("level_weights", level_weights(cfg.levels), persistent=False)
 
     def label_vectors(self, labels: torch.Tensor) -> torch.Tensor:
         """Label ids (B,), NO_LABEL for none, as embeddings (B, dim)."""
@@ -93,7 +106,7 @@ class MotionModel(nn.Module):
         dropped = torch.rand(b, device=past.device, generator=generator) < drop_label
         label = self.label_vectors(torch.where(dropped, NO_LABEL, labels))
         return self.grid.loss(target, generator, context=self.context(past, label),
-                              candidates=self.candidates(past[:, -1]))
+                              candidates=self.candidates(past[:, -1]), level_weights=self.level_weights)
 
     @torch.no_grad()
     def bits(self, past: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, steps: int) -> torch.Tensor:
