@@ -72,10 +72,8 @@ class GridModel(nn.Module):
         codes = tokens.transpose(1, 2)[mask]  # (N, L)
         pointed = None if candidates is None else candidates[mask]
         logits = self.depth_head(self.hidden(tokens, mask, context)[mask], codes, pointed)
-        if level_weights is None:
-            return F.cross_entropy(logits.flatten(0, 1), codes.flatten())
         per_code = F.cross_entropy(logits.flatten(0, 1), codes.flatten(), reduction="none").view(codes.shape)
-        return (per_code * level_weights).mean()
+        return (per_code if level_weights is None else per_code * level_weights).mean()
 
     @torch.no_grad()
     def sample(self, n: int, *, steps: int = 8, temperature: float | torch.Tensor = 1.0, top_k: int | None = None,
