@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
@@ -165,6 +166,17 @@ def test_prior_sampling_is_deterministic_by_seed(prior_run):
     first = generate.sample(prior_run, 3, seed=4, temperature=0.8, top_k=5)
     np.testing.assert_array_equal(first, generate.sample(prior_run, 3, seed=4, temperature=0.8, top_k=5))
     assert not np.array_equal(first, generate.sample(prior_run, 3, sampler="unigram", seed=4))
+
+
+def test_prior_sampling_decodes_in_the_steps_the_prior_was_chosen_with(prior_run):
+    from vqart.prior import spatial_steps
+
+    chosen = json.loads((prior_run.path / "prior.json").read_text())["eval_steps"]
+    assert spatial_steps(prior_run) == chosen and 1 <= chosen <= 8
+    other = 8 if chosen != 8 else 1
+    default = generate.sample_codes(prior_run, 2, seed=3)
+    torch.testing.assert_close(default, generate.sample_codes(prior_run, 2, seed=3, steps=chosen))
+    assert not torch.equal(default, generate.sample_codes(prior_run, 2, seed=3, steps=other))
 
 
 @pytest.mark.parametrize(

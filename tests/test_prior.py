@@ -8,7 +8,7 @@ import torch
 
 from vqart.prior.blocks import Block, still_masked
 from vqart.prior.fit import fit
-from vqart.prior.grid import GridConfig, GridModel
+from vqart.prior.grid import GridConfig, GridModel, fewest_steps
 from vqart.prior.spatial import as_grids, as_tokens, unigram_bits
 
 torch.set_num_threads(1)
@@ -87,6 +87,15 @@ def test_schedule_reveals_everything_and_never_goes_back():
     for unknown, steps in [(256, 8), (16, 8), (5, 2), (1, 4)]:
         counts = still_masked(unknown, steps)
         assert counts[-1] == 0 and counts == sorted(counts, reverse=True) and counts[0] <= unknown
+
+
+def test_decoding_takes_the_fewest_steps_whose_bits_are_within_the_tolerance_of_the_most():
+    bits = {1: 130.0, 2: 104.0, 3: 100.4, 4: 100.2, 5: 100.1, 6: 100.0}
+    asked: list[int] = []
+    score = lambda steps: asked.append(steps) or bits[steps]
+    assert fewest_steps(score, 6) == 3 and asked == [6, 1, 2, 3]  # 100.4 is within 0.5% of 100.0, 104 is not
+    assert fewest_steps(score, 6, tolerance=0.0) == 6
+    assert fewest_steps(lambda steps: 5.0, 8) == 1
 
 
 def test_the_likelihood_over_all_levels_sums_to_one():

@@ -30,7 +30,7 @@ from rich.progress import (
 from vqart import export
 from vqart.data import load_frames, parse_ref
 from vqart.errors import VqartError
-from vqart.prior import PRIOR_FILE, GridModel, as_grids, as_tokens, load_prior
+from vqart.prior import PRIOR_FILE, GridModel, as_grids, as_tokens, load_prior, spatial_steps
 from vqart.prior.blocks import filter_logits
 from vqart.prior.motion import MOTION_FILE, MotionPrior, advance, load_motion, start_context
 from vqart.run import Run, open_run
@@ -205,12 +205,14 @@ def sample_codes(
     temperature: float = 1.0,
     top_k: int | None = None,
     seed: int | None = None,
-    steps: int = 8,
+    steps: int | None = None,
 ) -> torch.Tensor:
-    """n code grids from the prior (sampler "prior", or "auto" when one is trained) or the codebook histogram."""
+    """n code grids from the prior (sampler "prior", or "auto" when one is trained; in `steps` decoding steps, by
+    default those the prior was chosen with) or the codebook histogram."""
     run.require_codes("sampling code grids")
     _check_count("n", n)
-    _check_count("steps", steps)
+    if steps is not None:
+        _check_count("steps", steps)
     if sampler not in SAMPLERS:
         raise VqartError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if not temperature > 0:
@@ -223,6 +225,7 @@ def sample_codes(
         raise VqartError(f"no prior trained in {run.path}; train one with `vqart prior {run.path}` or use sampler unigram")
     generator = make_generator(run, seed)
     if prior is not None:
+        steps = spatial_steps(run) if steps is None else steps
         tokens = prior.sample(n, steps=steps, temperature=temperature, top_k=top_k, generator=generator)
         return as_grids(tokens, *run.grid_size)
     return _unigram(run, n, temperature, top_k, generator)
@@ -248,7 +251,7 @@ def sample(
     temperature: float = 1.0,
     top_k: int | None = None,
     seed: int | None = None,
-    steps: int = 8,
+    steps: int | None = None,
     progress: OnProgress | None = None,
 ) -> np.ndarray:
     """n new frames (n,H,W): codes from the prior or the unigram histogram, decoded; same seed, same frames.

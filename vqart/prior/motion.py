@@ -20,7 +20,6 @@ stalls and raising it when it boils, within [MIN_P_RANGE].
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -33,14 +32,14 @@ from vqart.atomic import write_json
 from vqart.errors import VqartError
 from vqart.prior.blocks import Generators
 from vqart.prior.fit import fit
-from vqart.prior.grid import GridConfig, GridModel
+from vqart.prior.grid import GridConfig, GridModel, fewest_steps
 from vqart.prior.spatial import (
-    METRICS_FILE,
     bits_report,
     encode_tokens,
     load_prior,
     read_model,
     save_model,
+    spatial_steps,
     unigram_bits,
 )
 from vqart.run import Run
@@ -283,7 +282,7 @@ def train_motion(run: Run, minutes: float = 2.0, *, context: int = 2, seed: int 
     """Train the motion prior on the run's consecutive training frames, save it beside the spatial prior, and
     return its held-out bits against the copy, count and spatial baselines (also written to motion.json).
     Training stops after `minutes` or `max_steps` optimizer steps, whichever comes first; rollouts then decode in
-    the fewest steps, up to `steps`, that cost no bits on the select frames (decoding_steps)."""
+    the fewest steps, up to `steps`, that cost no bits on the select frames (fewest_steps)."""
     run.require_codes("a motion prior")
     if not minutes > 0:
         raise VqartError(f"--minutes must be > 0, got {minutes}")
@@ -302,7 +301,8 @@ def train_motion(run: Run, minutes: float = 2.0, *, context: int = 2, seed: int 
 
     history = fit(model, batch_loss, lambda: float(model.bits(*probe, steps=steps).sum()), seconds=minutes * 60,
                   max_steps=max_steps, lr=lr, seed=seed, device=run.device, on_step=on_step)
-    steps = decoding_steps(model, data.batch(select_rows[:: max(1, len(select_rows) // 256)]), steps)
+    select = data.batch(select_rows[:: max(1, len(select_rows) // 256)])
+    steps = fewest_steps(lambda s: float(model.bits(*select, steps=s).sum()), steps)
     metrics = motion_report(run, model, data, steps)
     metrics.update({"train_steps": history["steps"], "minutes": minutes, "seed": seed, "context": context,
                     "params": sum(p.numel() for p in model.parameters()), "config": asdict(cfg)})
@@ -310,19 +310,6 @@ def train_motion(run: Run, minutes: float = 2.0, *, context: int = 2, seed: int 
                steps=steps)
     write_json(run.path / MOTION_METRICS, metrics)
     return metrics
-
-
-def decoding_steps(model: MotionModel, select: tuple[torch.Tensor, torch.Tensor, torch.Tensor], most: int,
-                   tolerance: float = 0.005) -> int:
-    """The fewest decoding steps (1, 2, 4, ... `most`) whose bits on the select frames are within `tolerance` of
-    `most` steps' bits. Measured on the bundled sketches: 4.2597 bits per code in one step, 4.2568 in four; the
-    next frame is predicted from the past, hardly from the cells revealed beside it, and each step saved is a
-    whole pass of the model per frame."""
-    best = float(model.bits(*select, steps=most).sum())
-    steps = 1
-    while steps < most and float(model.bits(*select, steps=steps).sum()) > best * (1 + tolerance):
-        steps *= 2
-    return min(steps, most)
 
 
 def motion_report(run: Run, model: MotionModel, data: MotionData, steps: int) -> dict:
@@ -353,14 +340,6 @@ def motion_report(run: Run, model: MotionModel, data: MotionData, steps: int) ->
         "count_smoothing": smoothing,
         "eval_steps": steps,
     }
-
-
-def spatial_steps(run: Run) -> int:
-    """The decoding steps the run's spatial prior was scored with."""
-    try:
-        return int(json.loads((run.path / METRICS_FILE).read_text())["eval_steps"])
-    except (OSError, ValueError, KeyError):
-        return 8
 
 
 def load_motion(run: Run) -> MotionPrior | None:
