@@ -176,7 +176,7 @@ def prior_command(run, motion, minutes, context, seed, device) -> None:
             m = train_prior(opened, minutes=minutes, seed=seed, on_step=report)
     what = f"motion prior ({context} frames of context)" if motion else "prior"
     _bits_table(f"{what} for {run} ({m['params']:,} params, {m['train_steps']} steps, {m['held_out_frames']} "
-                f"{m['held_out']} frames)", m, m["baseline"])
+                f"{m['held_out']} frames, decoded in {m['eval_steps']} steps)", m, m["baseline"])
     if motion:
         others = ", ".join(f"{name} {bits:.2f}" for name, bits in m["baselines"].items())
         click.echo(f"baselines, bits per code: {others}")
