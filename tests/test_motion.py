@@ -13,7 +13,8 @@ from synthetic import sliding_square
 from vqart import generate
 from vqart.cli import cli
 from vqart.errors import VqartError
-from vqart.prior.motion import level_weights, load_motion, motion_data, train_motion
+from vqart.prior.motion import (MIN_P_RANGE, MotionState, level_weights, load_motion, motion_data, movement, steer,
+                                train_motion)
 from vqart.run import open_run
 
 torch.set_num_threads(1)
@@ -35,6 +36,26 @@ def test_the_loss_weights_the_coarse_levels_up_and_keeps_a_mean_of_one():
 
 
 @pytest.mark.slow
+def test_movement_is_the_distance_between_summed_code_vectors():
+    codebooks = torch.tensor([[[0.0, 0.0], [3.0, 0.0]], [[0.0, 0.0], [0.0, 4.0]]])  # 2 levels of 2 codes in 2-D
+    a = torch.tensor([[[1, 0], [1, 0]]])  # 1 frame, 2 levels, 2 cells: cell 0 at (3, 4), cell 1 at (0, 0)
+    b = torch.zeros_like(a)
+    assert movement(codebooks, a, b).tolist() == [2.5] and movement(codebooks, a, a).tolist() == [0.0]
+
+
+def test_the_guard_opens_min_p_then_warms_a_stalled_stream_and_cools_it_first_when_it_boils():
+    state = MotionState(torch.zeros(1, 1, 1), (0, 0, 0.0), 1.0, torch.Generator(), target=1.0)
+    for _ in range(40):
+        steer(state, 0.0)
+    assert state.min_p < 1.3 * MIN_P_RANGE[0] and state.heat > 2.0
+    floor, heat = state.min_p, state.heat
+    steer(state, 50.0)
+    assert state.heat < heat and state.min_p == floor  # the heat goes first
+    for _ in range(80):
+        steer(state, 50.0)
+    assert state.heat == 1.0 and state.min_p == MIN_P_RANGE[1]
+
+
 def test_the_motion_prior_beats_copying_and_a_rollout_keeps_the_square_moving(square_run):
     metrics = json.loads((square_run / "motion.json").read_text())
     assert metrics["bits_per_code"] < 0.7 * metrics["baselines"]["copy previous frame"]

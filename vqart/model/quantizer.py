@@ -147,6 +147,11 @@ class ResidualQuantizer(nn.Module):
         codes_t = torch.stack(codes, 1).reshape(b, h, w, -1).permute(0, 3, 1, 2)
         return z_q, codes_t, commit, torch.stack(counts)
 
+    @property
+    def codebooks(self) -> torch.Tensor:
+        """Every level's code vectors: (L, K, D)."""
+        return torch.stack([layer.embed for layer in self.layers])
+
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (B, L, h, w) -> summed code vectors (B, D, h, w)."""
         total = sum(layer.lookup(codes[:, i]) for i, layer in enumerate(self.layers))
