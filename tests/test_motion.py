@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -35,7 +36,6 @@ def test_the_loss_weights_the_coarse_levels_up_and_keeps_a_mean_of_one():
     assert weights[0] == 4 * weights[-1] and weights[1] == 2 * weights[-1] and (weights[2:] == weights[-1]).all()
 
 
-@pytest.mark.slow
 def test_movement_is_the_distance_between_summed_code_vectors():
     codebooks = torch.tensor([[[0.0, 0.0], [3.0, 0.0]], [[0.0, 0.0], [0.0, 4.0]]])  # 2 levels of 2 codes in 2-D
     a = torch.tensor([[[1, 0], [1, 0]]])  # 1 frame, 2 levels, 2 cells: cell 0 at (3, 4), cell 1 at (0, 0)
@@ -54,8 +54,12 @@ def test_the_guard_opens_min_p_then_warms_a_stalled_stream_and_cools_it_first_wh
     for _ in range(80):
         steer(state, 50.0)
     assert state.heat == 1.0 and state.min_p == MIN_P_RANGE[1]
+    still = MotionState(torch.zeros(1, 1, 1), (0, 0, 0.0), 1.0, torch.Generator(), target=0.0)  # a still sketch
+    steer(still, 0.0)
+    assert still.heat == 1.0 and still.min_p >= MotionState.min_p  # nothing to divide by zero; it holds still
 
 
+@pytest.mark.slow
 def test_the_motion_prior_beats_copying_and_a_rollout_keeps_the_square_moving(square_run):
     metrics = json.loads((square_run / "motion.json").read_text())
     assert metrics["bits_per_code"] < 0.7 * metrics["baselines"]["copy previous frame"]
@@ -105,6 +109,16 @@ def test_dream_motion_writes_a_gif_and_the_bad_inputs_are_one_line(square_run, t
     assert not (tmp_path / "w.gif").exists()
     spatial = CliRunner().invoke(cli, ["prior", str(square_run), "--context", "3", "--device", "cpu"])
     assert spatial.exit_code == 1 and "--context is the motion prior's; add --motion" in spatial.output
+
+
+def test_a_motion_prior_from_before_the_movement_guard_says_how_to_retrain_it(square_run, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(square_run, old)
+    saved = torch.load(old / "motion.pt", weights_only=True)
+    del saved["movement"]
+    torch.save(saved, old / "motion.pt")
+    with pytest.raises(VqartError, match=r"another version of vqart; retrain it with `vqart prior .* --motion`"):
+        generate.motion(open_run(old, device="cpu"), 4, seed=0)
 
 
 def test_motion_without_a_motion_prior_names_the_command_that_trains_one(tiny_run, tmp_path):

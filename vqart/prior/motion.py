@@ -286,9 +286,12 @@ def movement(codebooks: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch
 
 
 def movement_rates(data: MotionData, codebooks: torch.Tensor) -> dict[str, float]:
-    """Each sketch's mean movement from one frame to the next, and the median sketch's ("*")."""
-    rates = {name: float(movement(codebooks, tok[1:], tok[:-1]).mean()) for name, tok in zip(data.names, data.tokens)}
-    return {**rates, "*": float(np.median(list(rates.values())))}
+    """Each sketch's mean movement from one frame to the next, and the median sketch's ("*"), which a sketch of
+    one frame (no movement to measure) gets too."""
+    rates = {name: float(movement(codebooks, tok[1:], tok[:-1]).mean())
+             for name, tok in zip(data.names, data.tokens) if len(tok) > 1}
+    median = float(np.median(list(rates.values())))
+    return {**{name: rates.get(name, median) for name in data.names}, "*": median}
 
 
 def train_motion(run: Run, minutes: float = 2.0, *, context: int = 2, seed: int = 0, batch_size: int = 16,
@@ -410,7 +413,7 @@ def steer(state: MotionState, moved: float) -> None:
     """The liveness guard, proportional in log space: a stalled stream opens min-p, then warms; a boiling one
     cools first, then closes min-p."""
     state.recent = moved if state.recent is None else 0.8 * state.recent + 0.2 * moved
-    step = min(4.0, max(0.25, max(state.recent, 1e-6) / state.target)) ** 0.3
+    step = min(4.0, max(0.25, max(state.recent, 1e-6) / max(state.target, 1e-6))) ** 0.3  # a still sketch: 0
     if state.heat > 1.0 or state.min_p * step < MIN_P_RANGE[0]:
         state.heat = min(HEAT_MAX, max(1.0, state.heat / step))
     else:
