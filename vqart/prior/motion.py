@@ -413,7 +413,8 @@ def steer(state: MotionState, moved: float) -> None:
     """The liveness guard, proportional in log space: a stalled stream opens min-p, then warms; a boiling one
     cools first, then closes min-p."""
     state.recent = moved if state.recent is None else 0.8 * state.recent + 0.2 * moved
-    step = min(4.0, max(0.25, max(state.recent, 1e-6) / max(state.target, 1e-6))) ** 0.3  # a still sketch: 0
+    # A sketch that never moves has a target of 0: it is then held still, and nothing divides by zero.
+    step = min(4.0, max(0.25, max(state.recent, 1e-6) / max(state.target, 1e-6))) ** 0.3
     if state.heat > 1.0 or state.min_p * step < MIN_P_RANGE[0]:
         state.heat = min(HEAT_MAX, max(1.0, state.heat / step))
     else:

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 PRIOR_FILE = "prior.pt"
 METRICS_FILE = "prior.json"
 FORMAT = 2  # 1: one token per level and cell, no depth head (vqart 0.1)
+MOST_STEPS = 8  # decoding steps the choice starts from, and what a prior from before the choice used
 
 
 def as_tokens(codes: torch.Tensor) -> torch.Tensor:
@@ -119,7 +120,7 @@ def train_prior(
     seed: int = 0,
     batch_size: int = 16,
     lr: float = 6e-3,
-    steps: int = 8,
+    steps: int = MOST_STEPS,
     on_step: Callable[[float, float], None] | None = None,
     **shape: int,
 ) -> dict:
@@ -171,11 +172,11 @@ def train_prior(
 
 
 def spatial_steps(run: Run) -> int:
-    """The decoding steps the run's spatial prior was chosen and scored with (8 for a prior from before that choice)."""
+    """The decoding steps the run's spatial prior was chosen and scored with (MOST_STEPS for one from before)."""
     try:
         return int(json.loads((run.path / METRICS_FILE).read_text())["eval_steps"])
     except (OSError, ValueError, KeyError):
-        return 8
+        return MOST_STEPS
 
 
 def load_prior(run: Run) -> GridModel | None:
