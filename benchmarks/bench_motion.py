@@ -9,7 +9,9 @@ neighbourhood, backed off), the spatial prior; the count model's smoothing is ch
 the mean absolute difference (0-255) between consecutive frames; "frozen" is a 30-frame stretch under 0.2x the
 sketch's own; flow is the correlation of the signed change at t and t+1 (real motion carries on: 0.5-0.93 on
 waves, lissajous, flowfield and tree; boiling texture about -0.1); "looks like a frame" compares the spatial
-prior's bits per code on frames 200-300 with its bits on the sketch's real test frames.
+prior's bits per code on frames 200-300 with its bits on the sketch's real test frames. Under the rollouts, a
+"why" row per smooth sketch shows where its own flow lives: the flow of its captures decoded from their first 1, 2
+and 4 levels only, and how many cells change code per frame at the first and last level, own and rollout.
 """
 
 from __future__ import annotations
@@ -45,6 +47,20 @@ def flow(frames: np.ndarray) -> float:
     return float(np.mean(corr)) if corr else float("nan")
 
 
+def by_levels(run: Run, frames: np.ndarray, counts: tuple[int, ...] = (1, 2, 4)) -> tuple[list[float], list[float]]:
+    """Where motion lives in the codes: the flow of frames re-encoded and decoded from their first n levels only
+    (one per n in counts), and the share of cells whose code changes from one frame to the next, level by level."""
+    codes = run.encode_codes(frames)
+    layers = run.model.quantizer.layers
+    flows = []
+    for n in counts:
+        with torch.no_grad():
+            z = sum(layer.lookup(codes[:, i]) for i, layer in enumerate(layers[:n])).permute(0, 3, 1, 2)
+        flows.append(flow(run.decode(z)))
+    changed = (codes[1:] != codes[:-1]).float().mean(dim=(0, 2, 3))
+    return flows, changed.tolist()
+
+
 def spatial_bits(run: Run, frames: np.ndarray) -> float:
     """The spatial prior's bits per code on frames."""
     prior = load_prior(run)
@@ -68,6 +84,16 @@ def judge(run: Run, name: str, frames: np.ndarray, real: np.ndarray, real_test: 
     smooth_ok = name not in SMOOTH or result["flow"] >= result["own_flow"] - 0.3
     result["ok"] = bool(0.5 <= result["change"] <= 2 and not result["frozen"] and smooth_ok and 0.85 <= ratio_bits <= 1.15)
     return result
+
+
+def _why(run: Run, name: str, real: np.ndarray, tail: np.ndarray) -> dict:
+    """A row on why a smooth sketch's rollout flow misses: how the sketch's own flow builds up over the levels."""
+    flows, real_changed = by_levels(run, real)
+    _, tail_changed = by_levels(run, tail, ())
+    levels = run.model.levels
+    return _row(f"  why, {name}: own flow from the first 1, 2, 4 of {levels} levels {', '.join(f'{f:.2f}' for f in flows)}; "
+                f"codes changed per frame at levels 1 and {levels}: own {real_changed[0]:.0%}, {real_changed[-1]:.0%}, "
+                f"rollout {tail_changed[0]:.0%}, {tail_changed[-1]:.0%}", "")
 
 
 def _row(measure: str, value, unit: str = "", target: str = "", ok: bool | None = None) -> dict:
@@ -95,13 +121,15 @@ def run(quick: bool = False) -> list[dict]:
     data, split = load_frames(run.data_dir), run.split()
     names = [n for n in SKETCHES if n in data] or list(data)[:2]
     length = 60 if quick else 300
-    sheet, gif, passed = [], [], 0
+    sheet, gif, passed, whys = [], [], 0, []
     for i, name in enumerate(names):
         start = int(np.flatnonzero(split.masks[name]["test"])[0]) if split.masks[name]["test"].any() else len(data[name]) // 2
         frames = generate.motion(run, length, seed=i, start=f"{name}:{start}")
         test = split.sketches[name][split.masks[name]["test"]] if split.masks[name]["test"].any() else data[name]
         r = judge(run, name, frames, data[name], test)
         passed += bool(r["ok"])
+        if name in SMOOTH and run.model.levels >= 4:
+            whys.append(_why(run, name, data[name], frames[2 * length // 3 :]))
         rows.append(_row(f"rollout {name}: change {r['change']:.2f}x own, flow {r['flow']:.2f} (own {r['own_flow']:.2f}), "
                          f"frame bits {r['bits']:.2f}x{', FROZEN' if r['frozen'] else ''}", "pass" if r["ok"] else "miss"))
         sheet.append(frames[[0, length // 3, 2 * length // 3, length - 1]])
@@ -109,6 +137,7 @@ def run(quick: bool = False) -> list[dict]:
             gif.append(frames)
     rows.append(_row("rollouts of bundled sketches alive, moving and looking like frames", passed, f"of {len(names)}",
                      f"== {len(names)}", passed == len(names)))
+    rows += whys
     median_own = float(np.median([change(f).mean() for f in data.values()]))
     held = load_frames(heldout_data(OUT))
     alive = 0
