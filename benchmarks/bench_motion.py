@@ -11,7 +11,8 @@ sketch's own; flow is the correlation of the signed change at t and t+1 (real mo
 waves, lissajous, flowfield and tree; boiling texture about -0.1); "looks like a frame" compares the spatial
 prior's bits per code on frames 200-300 with its bits on the sketch's real test frames. Under the rollouts, a
 "why" row per smooth sketch shows where its own flow lives: the flow of its captures decoded from their first 1, 2
-and 4 levels only, and how many cells change code per frame at the first and last level, own and rollout.
+and 4 levels only, and how many cells change code per frame at the first and last level, own and rollout (the
+rollout's frames encoded again, as the captures are).
 """
 
 from __future__ import annotations
@@ -47,18 +48,17 @@ def flow(frames: np.ndarray) -> float:
     return float(np.mean(corr)) if corr else float("nan")
 
 
-def by_levels(run: Run, frames: np.ndarray, counts: tuple[int, ...] = (1, 2, 4)) -> tuple[list[float], list[float]]:
-    """Where motion lives in the codes: the flow of frames re-encoded and decoded from their first n levels only
-    (one per n in counts), and the share of cells whose code changes from one frame to the next, level by level."""
+def coarse_flows(run: Run, frames: np.ndarray, counts: tuple[int, ...] = (1, 2, 4)) -> list[float]:
+    """Where motion lives in the codes: the flow of frames encoded and decoded from their first n levels only,
+    one per n in counts."""
     codes = run.encode_codes(frames)
-    layers = run.model.quantizer.layers
-    flows = []
-    for n in counts:
-        with torch.no_grad():
-            z = sum(layer.lookup(codes[:, i]) for i, layer in enumerate(layers[:n])).permute(0, 3, 1, 2)
-        flows.append(flow(run.decode(z)))
-    changed = (codes[1:] != codes[:-1]).float().mean(dim=(0, 2, 3))
-    return flows, changed.tolist()
+    return [flow(run.decode(run.model.quantizer.lookup(codes[:, :n]))) for n in counts]
+
+
+def code_changes(run: Run, frames: np.ndarray) -> list[float]:
+    """The share of cells whose code changes from one frame to the next, level by level (frames encoded)."""
+    codes = run.encode_codes(frames)
+    return (codes[1:] != codes[:-1]).float().mean(dim=(0, 2, 3)).tolist()
 
 
 def spatial_bits(run: Run, frames: np.ndarray) -> float:
@@ -88,8 +88,7 @@ def judge(run: Run, name: str, frames: np.ndarray, real: np.ndarray, real_test: 
 
 def _why(run: Run, name: str, real: np.ndarray, tail: np.ndarray) -> dict:
     """A row on why a smooth sketch's rollout flow misses: how the sketch's own flow builds up over the levels."""
-    flows, real_changed = by_levels(run, real)
-    _, tail_changed = by_levels(run, tail, ())
+    flows, real_changed, tail_changed = coarse_flows(run, real), code_changes(run, real), code_changes(run, tail)
     levels = run.model.levels
     return _row(f"  why, {name}: own flow from the first 1, 2, 4 of {levels} levels {', '.join(f'{f:.2f}' for f in flows)}; "
                 f"codes changed per frame at levels 1 and {levels}: own {real_changed[0]:.0%}, {real_changed[-1]:.0%}, "

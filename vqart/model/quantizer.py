@@ -153,6 +153,6 @@ class ResidualQuantizer(nn.Module):
         return torch.stack([layer.embed for layer in self.layers])
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes (B, L, h, w) -> summed code vectors (B, D, h, w)."""
-        total = sum(layer.lookup(codes[:, i]) for i, layer in enumerate(self.layers))
+        """Codes (B, L, h, w), or the first L' < L levels' (B, L', h, w) -> summed code vectors (B, D, h, w)."""
+        total = sum(layer.lookup(level) for layer, level in zip(self.layers, codes.unbind(1)))
         return total.permute(0, 3, 1, 2)

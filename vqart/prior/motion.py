@@ -61,7 +61,7 @@ def level_weights(levels: int) -> torch.Tensor:
     """The loss's weight per residual level (L,), mean 1: the first level 4, the second 2, the rest 1.
 
     The coarse levels carry the picture's layout, and every finer level is predicted from them. Chosen on
-    the select frames of the benchmark's run, 10 minutes each: 4.05 bits per code against 4.20 unweighted
+    the select frames of an earlier benchmark run, 10 minutes each: 4.05 bits per code against 4.20 unweighted
     (first level 1.55 against 1.95, the last three the same). The spatial prior gains nothing from it (20.0% of
     the unigram's bits saved on the select frames against 19.9%: its first level's gain is spent on the
     others), so it keeps the plain mean."""
