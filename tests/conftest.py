@@ -17,7 +17,9 @@ torch.set_num_threads(1)  # the machine is shared: tests must not grab every cor
 
 def tiny_config(**train: object) -> Config:
     """A model and schedule small enough to train in seconds on one CPU thread."""
-    model = ModelConfig(channels=16, res_blocks=1, codebook_size=32, code_dim=16, levels=2, dead_after=4, kmeans_iters=4)
+    # Residual codebooks, whose machinery (k-means, EMA, dead codes) most tests exercise; test_fsq covers the default.
+    model = ModelConfig(channels=16, res_blocks=1, quantizer="vq", codebook_size=32, code_dim=16, levels=2,
+                        dead_after=4, kmeans_iters=4)
     settings = {"epochs": 4, "batch_size": 8, "lr": 5e-3, "warmup_steps": 5,
                 "precision": "fp32", **train}
     return Config(model=model, train=TrainConfig(**settings))

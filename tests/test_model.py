@@ -102,7 +102,7 @@ def test_straight_through_gradient_passes_unchanged_and_commitment_pulls_toward_
 
 
 def test_quantizer_math_stays_fp32_under_bf16_autocast():
-    model = VQVAE(ModelConfig(channels=16, res_blocks=1, codebook_size=16, code_dim=8)).train()
+    model = VQVAE(ModelConfig(channels=16, res_blocks=1, quantizer="vq", codebook_size=16, code_dim=8)).train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         z_e = model.encode(torch.rand(2, 1, 32, 32))
         z_q, _ = model.quantize(z_e)
@@ -115,7 +115,8 @@ def test_quantizer_math_stays_fp32_under_bf16_autocast():
     [((64, 64), 1, 4, (16, 16)), ((72, 128), 1, 4, (18, 32)), ((64, 64), 3, 4, (16, 16)), ((32, 48), 1, 8, (4, 6))],
 )
 def test_shapes_for_square_non_square_and_residual_levels(size, levels, downsample, grid):
-    cfg = ModelConfig(channels=16, res_blocks=1, codebook_size=16, code_dim=8, levels=levels, downsample=downsample)
+    cfg = ModelConfig(channels=16, res_blocks=1, quantizer="vq", codebook_size=16, code_dim=8, levels=levels,
+                      downsample=downsample)
     model = VQVAE(cfg).train()
     x = torch.rand(2, 1, *size)
     out = model(x)
@@ -132,7 +133,7 @@ def test_shapes_for_square_non_square_and_residual_levels(size, levels, downsamp
 
 def test_residual_levels_each_reduce_the_quantization_error():
     torch.manual_seed(0)
-    model = VQVAE(ModelConfig(channels=16, res_blocks=1, codebook_size=8, code_dim=4, levels=3)).train()
+    model = VQVAE(ModelConfig(channels=16, res_blocks=1, quantizer="vq", codebook_size=8, code_dim=4, levels=3)).train()
     x = torch.rand(4, 1, 32, 32)
     model(x)  # initialises each level's codebook by k-means on its own residuals
     model.eval()
@@ -147,7 +148,7 @@ def test_residual_levels_each_reduce_the_quantization_error():
 
 
 def test_sizes_the_downsampling_does_not_divide_are_refused():
-    model = VQVAE(ModelConfig(channels=16, res_blocks=1, codebook_size=16, code_dim=8))
+    model = VQVAE(ModelConfig(channels=16, res_blocks=1, quantizer="vq", codebook_size=16, code_dim=8))
     with pytest.raises(VqartError, match="not divisible by the model's downsampling 4"):
         model.encode(torch.rand(1, 1, 66, 64))
 
@@ -157,7 +158,7 @@ def test_sizes_the_downsampling_does_not_divide_are_refused():
     ({"codebook_size": 1}, "model.codebook_size must be between 2 and 65536, got 1"),
     ({"levels": 0}, "model.levels must be between 1 and 16, got 0"),
     ({"levels": 17}, "model.levels must be between 1 and 16, got 17"),
-    ({"quantizer": "fsq"}, "model.quantizer must be one of vq, none, got 'fsq'"),
+    ({"quantizer": "pq"}, "model.quantizer must be one of vq, fsq, none, got 'pq'"),
     ({"kl_weight": 0.0}, "model.kl_weight must be > 0"),
 ])
 def test_impossible_shapes_are_refused_naming_the_key_and_its_range(setting, message):
@@ -166,7 +167,7 @@ def test_impossible_shapes_are_refused_naming_the_key_and_its_range(setting, mes
 
 
 def test_decode_codes_refuses_codes_outside_the_codebook():
-    model = VQVAE(ModelConfig(channels=16, res_blocks=1, codebook_size=16, code_dim=8, levels=2))
+    model = VQVAE(ModelConfig(channels=16, res_blocks=1, quantizer="vq", codebook_size=16, code_dim=8, levels=2))
     with pytest.raises(VqartError, match=r"codes must lie in \[0, 15\]"):
         model.decode_codes(torch.full((1, 2, 4, 4), 16))
     with pytest.raises(VqartError, match="code grids have 1 levels but the model has 2"):
@@ -187,7 +188,8 @@ def test_the_vae_baseline_draws_latents_in_training_and_uses_the_mean_otherwise(
 
 def test_normalized_latents_have_unit_length_and_decode_like_their_codes():
     torch.manual_seed(0)
-    model = VQVAE(ModelConfig(channels=16, res_blocks=1, codebook_size=16, code_dim=8, normalize=True)).train()
+    cfg = ModelConfig(channels=16, res_blocks=1, quantizer="vq", codebook_size=16, code_dim=8, normalize=True)
+    model = VQVAE(cfg).train()
     x = torch.rand(2, 1, 32, 32)
     model(x)
     z_e = model.eval().encode(x)

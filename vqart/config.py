@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import tomllib
 from vqart.errors import VqartError
 
 
-QUANTIZERS = ("vq", "none")
+QUANTIZERS = ("vq", "fsq", "none")
 
 
 @dataclass
@@ -22,16 +23,23 @@ class ModelConfig:
     channels: int = 64  # width of the residual trunk at the code grid's resolution
     res_blocks: int = 2
     downsample: int = 4  # total factor, a power of two: 64x64 frames -> 16x16 codes
-    quantizer: str = "vq"  # "vq": residual EMA codebooks; "none": a Gaussian latent with a KL term (the VAE baseline)
-    codebook_size: int = 128
+    # "fsq": finite scalar quantization; "vq": residual EMA codebooks; "none": a Gaussian latent and a KL term (the VAE)
+    quantizer: str = "fsq"
+    codebook_size: int = 128  # "vq" only; an FSQ codebook's size is the product of fsq_levels
     code_dim: int = 64
-    levels: int = 8  # residual quantization: each grid position is the sum of one code per level
+    levels: int = 8  # codes per grid position: residual levels ("vq", summed) or groups of FSQ channels ("fsq")
+    fsq_levels: list[int] = field(default_factory=lambda: [5, 5, 5])  # "fsq": values per channel of a group
     ema_decay: float = 0.95
     ema_eps: float = 1e-5  # Laplace smoothing of the EMA counts
     kmeans_iters: int = 10
     dead_after: int = 10  # steps a code may go unused before it is re-seeded from encoder outputs
     normalize: bool = True  # l2-normalise latents before lookup: measured here to lift perplexity 74 -> 107
     kl_weight: float = 0.01  # quantizer "none": KL (per pixel) against N(0, I), as 2 sigma^2 of a Gaussian decoder
+
+    @property
+    def codes_per_level(self) -> int:
+        """The number of distinct codes at one level (or FSQ group) of a grid position."""
+        return math.prod(self.fsq_levels) if self.quantizer == "fsq" else self.codebook_size
 
     def validate(self) -> None:
         """Raise VqartError naming the key and its valid range when a value cannot build a model."""
@@ -45,6 +53,11 @@ class ModelConfig:
         for name, (lo, hi) in ranges.items():
             if not lo <= getattr(self, name) <= hi:
                 raise VqartError(f"model.{name} must be between {lo} and {hi}, got {getattr(self, name)}")
+        if self.quantizer == "fsq" and not (self.fsq_levels and all(isinstance(n, int) and 2 <= n <= 256
+                                                                    for n in self.fsq_levels)
+                                            and 2 <= self.codes_per_level <= 65536):
+            raise VqartError(f"model.fsq_levels must be integers from 2 to 256 whose product (the codes of a group) "
+                             f"is between 2 and 65536, got {self.fsq_levels}")
         if not 0.0 < self.ema_decay < 1.0:
             raise VqartError(f"model.ema_decay must be in (0, 1), got {self.ema_decay}")
         if not self.kl_weight > 0:

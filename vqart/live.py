@@ -148,8 +148,7 @@ class LiveView(Observer):
             heavy["code_map"] = (codes[0] if model.levels == 1 else codes[0, 0]).cpu().numpy()  # level 1
         latents, labels = self._latent_sample(trainer)
         counts = trainer.epoch_counts.cpu().numpy()
-        for level, layer in enumerate(model.quantizer.layers):
-            codes = layer.embed.detach().cpu().numpy()
+        for level, codes in enumerate(model.quantizer.codebooks.detach().cpu().numpy()):
             extra = latents if level == 0 else None
             flat, sample = project(codes, extra, self._projection.get(level))
             self._projection[level] = flat

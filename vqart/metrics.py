@@ -97,10 +97,11 @@ def evaluate(
     mean = {k: v / n for k, v in sums.items()}
     result = {
         "mse": mean["mse"], "psnr": psnr(mean["mse"]), "ssim": mean["ssim"], "edge": mean["edge"],
-        "sharpness": mean["grad_recon"] / max(mean["grad_frames"], 1e-12), "frames": n, "quantizer": "vq",
+        "sharpness": mean["grad_recon"] / max(mean["grad_frames"], 1e-12), "frames": n,
+        "quantizer": model.config.quantizer,
     }
     if counts is None:
-        return {**result, "kl": mean["reg"], "quantizer": "none"}
+        return {**result, "kl": mean["reg"]}
     per_level = [perplexity(c) for c in counts]
     return {
         **result,

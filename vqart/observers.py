@@ -152,7 +152,7 @@ class ConsoleReport(Observer):
 
     def on_epoch(self, trainer: Trainer, row: dict[str, Any]) -> None:
         """One line per epoch, then the bar starts over."""
-        codes = (f"ppl {row['perplexity']:.1f}  active {row['active_codes']}/{trainer.cfg.model.codebook_size}  "
+        codes = (f"ppl {row['perplexity']:.1f}  active {row['active_codes']}/{trainer.cfg.model.codes_per_level}  "
                  f"revived {row['recoveries']}  " if "perplexity" in row else "")
         self.console.print(
             f"epoch {row['epoch']:3d}  train {row['train_loss']:.4f}  select mse {row['val_mse']:.5f} "
@@ -185,7 +185,7 @@ class ConsoleReport(Observer):
         report = trainer.test_report()
         if report is not None:
             codes = (f", perplexity {report['perplexity']:.1f}, {report['active_codes']}/{report['codebook_size']} "
-                     "codes active (level 1)" if report["quantizer"] == "vq" else "")
+                     "codes active (level 1)" if report["quantizer"] != "none" else "")
             self.console.print(
                 f"best epoch {report['epoch']} (chosen on {len(trainer.select_frames)} select frames), on "
                 f"{report['frames']} test frames: PSNR {report['psnr']:.2f} dB, SSIM {report['ssim']:.3f}{codes}"

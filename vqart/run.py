@@ -102,7 +102,7 @@ def _usage(model: VQVAE | VAE) -> np.ndarray | None:
     """EMA code counts: (K,) for plain VQ, (L, K) with residual levels, None for a VAE."""
     if not model.quantized:
         return None
-    usage = torch.stack([layer.cluster_size for layer in model.quantizer.layers]).cpu().numpy().astype(np.float64)
+    usage = model.quantizer.usage.cpu().numpy().astype(np.float64)
     return usage[0] if model.levels == 1 else usage
 
 

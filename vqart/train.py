@@ -177,7 +177,7 @@ class Trainer:
         """Dead codes re-seeded so far, over all levels."""
         if not self.model.quantized:
             return 0
-        return int(sum(layer.recoveries for layer in self.model.quantizer.layers))
+        return self.model.quantizer.recoveries
 
     def _checkpoint(self, shuffle_state: torch.Tensor) -> dict[str, Any]:
         """Everything a resume needs, as tensors and plain values only."""
@@ -300,8 +300,7 @@ class Trainer:
             self.stop_reason = "stop"
             return False, True
         if self.model.quantized:  # reseed: the next step re-seeds every code it leaves unused
-            for layer in self.model.quantizer.layers:
-                layer.reseed_requested = True
+            self.model.quantizer.request_reseed()
         return None, self.model.quantized
 
     def _train_step(self, order: torch.Tensor) -> None:
@@ -312,7 +311,7 @@ class Trainer:
         beta, lr = self.beta(), self.lr()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        first = self.model.quantized and state.step == 0 and not bool(self.model.quantizer.layers[0].initialized)
+        first = self.model.quantized and state.step == 0 and not self.model.quantizer.initialized
         with torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
             out = self.model(x)
         recon = out.recon.float()

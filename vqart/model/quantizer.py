@@ -156,3 +156,23 @@ class ResidualQuantizer(nn.Module):
         """Codes (B, L, h, w), or the first L' < L levels' (B, L', h, w) -> summed code vectors (B, D, h, w)."""
         total = sum(layer.lookup(level) for layer, level in zip(self.layers, codes.unbind(1)))
         return total.permute(0, 3, 1, 2)
+
+    @property
+    def usage(self) -> torch.Tensor:
+        """EMA code counts per level (L, K)."""
+        return torch.stack([layer.cluster_size for layer in self.layers])
+
+    @property
+    def recoveries(self) -> int:
+        """Dead codes re-seeded so far, over every level."""
+        return int(sum(layer.recoveries for layer in self.layers))
+
+    @property
+    def initialized(self) -> bool:
+        """Whether k-means has seeded the codebooks (the first training step does)."""
+        return bool(self.layers[0].initialized)
+
+    def request_reseed(self) -> None:
+        """Have the next training step re-seed every code it leaves unused, on every level."""
+        for layer in self.layers:
+            layer.reseed_requested = True

@@ -11,6 +11,7 @@ from torch import nn
 from vqart.config import ModelConfig
 from vqart.errors import VqartError
 from vqart.model.autoencoder import Decoder, Encoder
+from vqart.model.fsq import FSQ
 from vqart.model.quantizer import ResidualQuantizer
 
 
@@ -51,18 +52,22 @@ class _Autoencoder(nn.Module):
 
 
 class VQVAE(_Autoencoder):
-    """Grayscale spatial VQ-VAE: (B, 1, H, W) in [0, 1] -> a (H/ds, W/ds) grid of codes -> back."""
+    """Grayscale spatial VQ-VAE: (B, 1, H, W) in [0, 1] -> a (H/ds, W/ds) grid of codes (residual VQ or FSQ) -> back."""
 
     quantized = True
 
     def __init__(self, config: ModelConfig | None = None):
         config = config or ModelConfig()
         super().__init__(config, config.code_dim)
-        self.codebook_size, self.levels = config.codebook_size, config.levels
-        self.quantizer = ResidualQuantizer(
-            config.levels, config.codebook_size, config.code_dim, decay=config.ema_decay, eps=config.ema_eps,
-            kmeans_iters=config.kmeans_iters, dead_after=config.dead_after,
-        )
+        self.codebook_size, self.levels = config.codes_per_level, config.levels
+        self.quantizer: ResidualQuantizer | FSQ
+        if config.quantizer == "fsq":
+            self.quantizer = FSQ(config.levels, config.fsq_levels, config.code_dim, decay=config.ema_decay)
+        else:
+            self.quantizer = ResidualQuantizer(
+                config.levels, config.codebook_size, config.code_dim, decay=config.ema_decay, eps=config.ema_eps,
+                kmeans_iters=config.kmeans_iters, dead_after=config.dead_after,
+            )
 
     def _squeeze(self, codes: torch.Tensor) -> torch.Tensor:
         """(B, L, h, w) -> (B, h, w) for a single level, so plain VQ has plain code grids."""

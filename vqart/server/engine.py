@@ -51,7 +51,7 @@ class Engine:
         else:
             sampler = "prior" if (self.run.path / PRIOR_FILE).is_file() else "unigram"
         return {
-            "quantizer": "vq" if quantized else "none",
+            "quantizer": model.config.quantizer,
             "codebook_size": int(model.codebook_size) if quantized else None,
             "levels": int(model.levels) if quantized else 0,
             "grid": list(self.run.grid_size),

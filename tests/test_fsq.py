@@ -1,0 +1,112 @@
+"""The FSQ bottleneck (quantizer = "fsq"): its rounding and codes by hand, and a run made with it opening everywhere
+a residual run opens (eval, the spatial and motion priors, dreams, the server's info)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import tiny_config
+
+from vqart import generate
+from vqart.cli import cli
+from vqart.config import ModelConfig
+from vqart.errors import VqartError
+from vqart.model.fsq import FSQ
+from vqart.model.vqvae import build_model
+from vqart.run import open_run
+from vqart.server.engine import Engine
+from vqart.train import train
+
+
+@pytest.mark.parametrize("levels", [[5, 5, 5], [8, 6, 5], [2]])
+def test_codes_cover_the_implicit_codebook_and_look_up_to_what_the_decoder_sees(levels):
+    torch.manual_seed(0)
+    fsq = FSQ(tokens=2, levels=levels, dim=8).eval()
+    z = torch.randn(64, 8, 4, 4) * 3
+    z_q, codes, commit, counts = fsq(z)
+    size = int(np.prod(levels))
+    assert codes.shape == (64, 2, 4, 4) and int(codes.min()) >= 0 and int(codes.max()) < size
+    assert counts.shape == (2, size) and int(counts.sum()) == codes.numel() and float(commit) == 0.0
+    assert fsq.codebooks.shape == (2, size, 8)
+    torch.testing.assert_close(fsq.lookup(codes), z_q)
+    values = fsq._values(codes)  # (B, L, h, w, C): every channel on its grid of levels, within [-1, 1]
+    assert float(values.abs().max()) <= 1.0
+    half = torch.tensor(levels) // 2
+    steps = torch.round(values * half)
+    torch.testing.assert_close(steps, values * half)
+
+
+def test_rounding_is_ordered_and_passes_gradients_straight_through():
+    fsq = FSQ(tokens=1, levels=[5], dim=1)
+    u = torch.linspace(-4, 4, 41, requires_grad=True)
+    q = fsq._round(u[:, None])[:, 0]
+    assert torch.all(q[1:] >= q[:-1]) and set(q.tolist()) == {-2.0, -1.0, 0.0, 1.0, 2.0}
+    q.sum().backward()
+    assert torch.all(u.grad > 0)  # the rounding itself is skipped by the gradient; only tanh's slope remains
+
+
+def test_an_fsq_model_trains_its_projections_and_has_no_commitment_term():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(channels=16, res_blocks=1, code_dim=8, levels=2, quantizer="fsq")).train()
+    out = model(torch.rand(2, 1, 32, 32))
+    (out.recon.mean() + out.reg).backward()
+    assert model.quantizer.project_in.weight.grad.abs().sum() > 0 and model.encoder.net[0].weight.grad is not None
+    assert out.codes.shape == (2, 2, 8, 8) and float(out.reg) == 0.0
+
+
+@pytest.mark.parametrize(("levels", "message"), [
+    ([], "got []"), ([1, 5], "got [1, 5]"), ([5] * 8, "whose product (the codes of a group) is between 2 and 65536"),
+])
+def test_impossible_fsq_levels_are_refused_naming_the_key_and_its_range(levels, message):
+    with pytest.raises(VqartError, match=r"^model\.fsq_levels must be integers from 2 to 256 .*" + re.escape(message)):
+        build_model(ModelConfig(quantizer="fsq", fsq_levels=levels))
+
+
+@pytest.fixture(scope="module")
+def fsq_run(frames_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    config = tiny_config()
+    config.model = replace(config.model, quantizer="fsq", fsq_levels=[4, 4])
+    return train(frames_dir, tmp_path_factory.mktemp("fsq") / "run", config=config, device="cpu")
+
+
+def test_an_fsq_run_reports_the_share_of_its_implicit_codes_in_use(fsq_run):
+    result = CliRunner().invoke(cli, ["eval", str(fsq_run), "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["quantizer"] == "fsq" and report["codebook_size"] == 16 and report["levels"] == 2
+    assert 1 <= report["active_codes"] <= 16 and len(report["active_levels"]) == 2
+    run = open_run(fsq_run, device="cpu")
+    assert run.code_usage.shape == (2, 16) and (fsq_run / "codebook_usage.png").is_file()
+    frames = np.zeros((2, 64, 64), dtype=np.uint8)
+    np.testing.assert_array_equal(run.decode_codes(run.encode_codes(frames)), run.decode(run.quantize(run.encode(frames))))
+
+
+@pytest.mark.slow
+def test_the_priors_and_dreams_work_on_an_fsq_run(fsq_run, tmp_path):
+    from vqart.prior import train_prior
+    from vqart.prior.motion import train_motion
+
+    run = open_run(fsq_run, device="cpu")
+    metrics = train_prior(run, minutes=0.03, dim=32, depth=1, heads=2)
+    assert len(metrics["bits_per_level"]) == 2 and metrics["config"]["codebook_size"] == 16
+    first = generate.sample_codes(run, 2, seed=4)
+    assert first.shape == (2, 2, 16, 16) and int(first.max()) < 16
+    np.testing.assert_array_equal(first, generate.sample_codes(run, 2, seed=4))
+    train_motion(run, minutes=0.03, dim=32, depth=1, heads=2)
+    engine = Engine(open_run(fsq_run, device="cpu"))
+    try:
+        assert engine.info()["quantizer"] == "fsq" and engine.info()["motion"]
+    finally:
+        engine.close()
+    for mode in ("motion", "walk"):
+        out = tmp_path / f"{mode}.gif"
+        result = CliRunner().invoke(cli, ["dream", str(fsq_run), "-o", str(out), "--mode", mode, "--frames", "5",
+                                          "--seed", "1", "--device", "cpu"])
+        assert result.exit_code == 0, result.output
