@@ -116,8 +116,9 @@ class ConsoleReport(Observer):
         from vqart.device import describe
 
         m, split = trainer.cfg.model, trainer.split
-        shape = (f"{m.levels} level(s) of {m.codebook_size} codes x {m.code_dim} dims" if trainer.model.quantized
-                 else f"a Gaussian latent of {m.code_dim} dims (the VAE baseline)")
+        shape = {"vq": f"{m.levels} residual level(s) of {m.codebook_size} codes x {m.code_dim} dims",
+                 "fsq": f"{m.levels} FSQ group(s) of {m.codes_per_level} codes (levels {m.fsq_levels})",
+                 "none": f"a Gaussian latent of {m.code_dim} dims (the VAE baseline)"}[m.quantizer]
         params = sum(p.numel() for p in trainer.model.parameters())
         self.console.print(f"[bold]vqart train[/] -> {trainer.out}  ({describe(trainer.device, trainer.dtype)})")
         self.console.print(
