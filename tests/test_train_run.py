@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -59,3 +60,12 @@ def test_a_residual_run_opens_with_per_level_codes_and_usage(frames_dir, tmp_pat
     codes = run.encode_codes(frames)
     assert codes.shape == (2, 2, 16, 16)
     np.testing.assert_array_equal(run.decode_codes(codes), run.decode(run.quantize(run.encode(frames))))
+
+
+def test_a_run_from_before_the_quantizer_setting_opens_with_its_codebooks(tiny_run, tmp_path):
+    old = shutil.copytree(tiny_run, tmp_path / "old")
+    config = json.loads((old / "config.json").read_text())
+    del config["model"]["quantizer"]  # written before FSQ became the default
+    (old / "config.json").write_text(json.dumps(config))
+    run = open_run(old, device="cpu")
+    assert run.model.config.quantizer == "vq" and run.code_usage.shape == (2, 32)

@@ -80,7 +80,8 @@ class LiveView(Observer):
         model = trainer.model
         with self.changed:
             self.info = {
-                "run": str(trainer.out), "quantized": model.quantized, "sketches": list(trainer.split.sketches),
+                "run": str(trainer.out), "quantized": model.quantized, "quantizer": trainer.cfg.model.quantizer,
+                "sketches": list(trainer.split.sketches),
                 "levels": model.levels if model.quantized else 0,
                 "codebook_size": model.codebook_size if model.quantized else 0,
                 "steps_per_epoch": trainer.steps_per_epoch, "minutes": trainer.state.budget / 60,

@@ -116,7 +116,8 @@ def open_run(path: str | Path, device: str = "auto", checkpoint: str = "best") -
         raise VqartError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
     try:
         config = json.loads(config_file.read_text())
-        model_config = config_from_dict({"model": config["model"]}).model
+        # Runs from before the quantizer was a setting all had codebooks (the default is FSQ now).
+        model_config = config_from_dict({"model": {"quantizer": "vq", **config["model"]}}).model
         frame_size = tuple(config["frame_size"])
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise VqartError(f"{config_file} is damaged ({err}); retrain the run") from None

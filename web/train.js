@@ -187,8 +187,11 @@ function note(text, error = false) {
 function showInfo(info) {  // from the history, or from an update when the page opened before training started
   state.info = info;
   document.getElementById('meta').textContent = info.run === undefined ? 'waiting for the training to start'
-    : `${info.run} · ${info.quantized ? `${info.levels} level(s) of ${info.codebook_size} codes` : 'VAE (a Gaussian latent)'}`;
+    : `${info.run} · ${{ fsq: `${info.levels} FSQ group(s) of ${info.codebook_size} codes`,
+                          vq: `${info.levels} level(s) of ${info.codebook_size} codes` }[info.quantizer] || 'VAE (a Gaussian latent)'}`;
   document.querySelectorAll('.vq-only').forEach(x => x.classList.toggle('hidden', !info.quantized));
+  // A commitment weight and dead codes exist only for learned codebooks, not for FSQ's implicit one.
+  document.querySelectorAll('.codebook-only').forEach(x => x.classList.toggle('hidden', info.quantizer !== 'vq'));
   const level = document.getElementById('level');
   level.replaceChildren(...Array.from({ length: info.levels || 0 }, (_, i) => new Option(`level ${i + 1}`, i)));
 }

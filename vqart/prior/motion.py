@@ -58,13 +58,13 @@ HEAT_MAX = 3.0
 
 
 def level_weights(levels: int) -> torch.Tensor:
-    """The loss's weight per residual level (L,), mean 1: the first level 4, the second 2, the rest 1.
+    """The loss's weight per level (L,), mean 1: the first level 4, the second 2, the rest 1.
 
-    The coarse levels carry the picture's layout, and every finer level is predicted from them. Chosen on
-    the select frames of an earlier benchmark run, 10 minutes each: 4.05 bits per code against 4.20 unweighted
-    (first level 1.55 against 1.95, the last three the same). The spatial prior gains nothing from it (20.0% of
-    the unigram's bits saved on the select frames against 19.9%: its first level's gain is spent on the
-    others), so it keeps the plain mean."""
+    On residual levels the coarse levels carry the picture's layout, and every finer level is predicted from
+    them. Chosen there, on the select frames of an earlier benchmark run, 10 minutes each: 4.05 bits per code
+    against 4.20 unweighted (first level 1.55 against 1.95, the last three the same); the spatial prior gained
+    nothing from it (20.0% of the unigram's bits saved against 19.9%), so it keeps the plain mean. On FSQ groups
+    the first ones the depth head predicts are the least certain; the weights were not re-measured there."""
     weights = torch.tensor([max(1.0, 4.0 / 2**level) for level in range(levels)])
     return weights / weights.mean()
 

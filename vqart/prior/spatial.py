@@ -1,4 +1,4 @@
-"""The spatial prior: what one frame's code grid looks like, every residual level of it. Trained on the run's
+"""The spatial prior: what one frame's code grid looks like, every level of it. Trained on the run's
 training frames, its best weights chosen by bits on the select frames, its figures measured on the test frames.
 
 The default size was measured on the bundled sketches: dim 64 and batches of 16 (more steps per CPU minute)

@@ -182,7 +182,8 @@ class FileSource:
             if (self.path / name).is_file() else []
         config = json.loads((self.path / "config.json").read_text())
         model = config.get("model", {})
-        info = {"run": self.path.name, "quantized": self.quantized, "sketches": list(config.get("sketches", {})),
+        info = {"run": self.path.name, "quantized": self.quantized, "quantizer": model.get("quantizer", "vq"),
+                "sketches": list(config.get("sketches", {})),
                 "levels": model.get("levels", 1) if self.quantized else 0,
                 "codebook_size": model.get("codebook_size", 0) if self.quantized else 0}
         return {"live": False, "status": "finished", "info": info, "rows": read("metrics.jsonl"), "points": [],
