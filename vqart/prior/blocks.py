@@ -2,10 +2,10 @@
 grid cell's codes one level at a time, the masking schedule and the logit filter.
 
 Tokens are (B, L, P) integer codes: L levels at P = h * w grid cells (residual levels, coarse to fine, or the
-groups of an FSQ bottleneck). A cell enters the spatial
-transformer as the sum of its L level embeddings (so a pass is P tokens wide whatever L is), and a masked cell
-as the mask embedding; the depth head then predicts its L codes one level at a time, each given the cell's
-spatial context and the levels already chosen, as in RQ-Transformer (Lee et al., CVPR 2022).
+groups of an FSQ bottleneck). A cell enters the spatial transformer as the sum of its L level embeddings (so a
+pass is P tokens wide whatever L is), and a masked cell as the mask embedding; the depth head then predicts its
+L codes one level at a time, each given the cell's spatial context and the levels already chosen, as in
+RQ-Transformer (Lee et al., CVPR 2022).
 """
 
 from __future__ import annotations
@@ -137,8 +137,8 @@ class CodeEmbedding(nn.Module):
 
 
 class DepthHead(nn.Module):
-    """Predicts a cell's L codes in order (residual levels coarse to fine): input 1 is the cell's spatial context, input l the sum of the
-    embeddings of levels 1..l-1 (RQ-Transformer's depth transformer), through causal blocks.
+    """Predicts a cell's L codes in order (residual levels coarse to fine): input 1 is the cell's spatial context,
+    input l the sum of the embeddings of levels 1..l-1 (RQ-Transformer's depth transformer), through causal blocks.
 
     With `sources` > 0 it can also point: each level's logits get a bonus, predicted from the cell's context, for
     each of `sources` candidate codes (the motion prior's: the previous frame's 3x3 neighbourhood of the cell),
