@@ -26,7 +26,8 @@ from vqart.observers import ConsoleReport
 from vqart.train import train
 
 TITLE = "Training: the default shape vs the one-level shape and the VAE baseline, same minutes (CPU, 64x64)"
-VARIANTS = {"default": ModelConfig(), "one level": ModelConfig(quantizer="vq", levels=1), "VAE": ModelConfig(quantizer="none")}
+VARIANTS = {"default": ModelConfig(), "one level": ModelConfig(quantizer="vq", levels=1),
+            "VAE": ModelConfig(quantizer="none")}
 
 
 def _train(name: str, shape: ModelConfig, data: Path, minutes: float, quick: bool) -> Path:

@@ -22,11 +22,12 @@ from vqart.model.fsq import FSQ
 from vqart.model.vqvae import build_model
 from vqart.run import open_run
 from vqart.server.engine import Engine
+from vqart.server.training import FileSource
 from vqart.train import train
 
 
 @pytest.mark.parametrize("levels", [[5, 5, 5], [8, 6, 5], [2]])
-def test_codes_cover_the_implicit_codebook_and_look_up_to_what_the_decoder_sees(levels):
+def test_codes_lie_in_the_implicit_codebook_and_look_up_to_what_the_decoder_sees(levels):
     torch.manual_seed(0)
     fsq = FSQ(tokens=2, levels=levels, dim=8).eval()
     z = torch.randn(64, 8, 4, 4) * 3
@@ -84,6 +85,8 @@ def test_an_fsq_run_reports_the_share_of_its_implicit_codes_in_use(fsq_run):
     assert 1 <= report["active_codes"] <= 16 and len(report["active_levels"]) == 2
     run = open_run(fsq_run, device="cpu")
     assert run.code_usage.shape == (2, 16) and (fsq_run / "codebook_usage.png").is_file()
+    info = FileSource(run).history()["info"]  # what the training page shows of the finished run
+    assert (info["quantizer"], info["levels"], info["codebook_size"]) == ("fsq", 2, 16)
     frames = np.zeros((2, 64, 64), dtype=np.uint8)
     np.testing.assert_array_equal(run.decode_codes(run.encode_codes(frames)), run.decode(run.quantize(run.encode(frames))))
 

@@ -111,7 +111,7 @@ def create_app(run: Run, allowed_origins: Iterable[str] = ()) -> tuple[Flask, So
     app.extensions["vqart"] = engine = Engine(run)
     app.register_blueprint(api.bp)
     register(socketio, engine)
-    register_training(app, socketio, FileSource(run.path, run.quantized))
+    register_training(app, socketio, FileSource(run))
     app.add_url_rule("/", "index", static.index)
     return app, socketio
 

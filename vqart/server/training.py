@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from flask import Blueprint, Flask, abort, current_app, jsonify, request, send_from_directory
@@ -28,6 +28,9 @@ from vqart.errors import VqartError
 from vqart.live import LiveView
 from vqart.plots import preview_grid
 from vqart.server.validate import PayloadError, request_id
+
+if TYPE_CHECKING:
+    from vqart.run import Run
 
 log = logging.getLogger("vqart")
 PICTURES = ("progression.png", "training_curve.png", "codebook_usage.png")
@@ -173,19 +176,19 @@ class FileSource:
 
     live = False
 
-    def __init__(self, run_path: Path, quantized: bool):
-        self.path, self.quantized = Path(run_path), quantized
+    def __init__(self, run: Run):
+        self.path, self.model = run.path, run.model
 
     def history(self) -> dict:
         """The run's epoch rows, events and pictures."""
         read = lambda name: [json.loads(line) for line in (self.path / name).read_text().splitlines() if line.strip()] \
             if (self.path / name).is_file() else []
         config = json.loads((self.path / "config.json").read_text())
-        model = config.get("model", {})
-        info = {"run": self.path.name, "quantized": self.quantized, "quantizer": model.get("quantizer", "vq"),
+        model, quantized = self.model, self.model.quantized  # as open_run built it: old runs read as they were
+        info = {"run": self.path.name, "quantized": quantized, "quantizer": model.config.quantizer,
                 "sketches": list(config.get("sketches", {})),
-                "levels": model.get("levels", 1) if self.quantized else 0,
-                "codebook_size": model.get("codebook_size", 0) if self.quantized else 0}
+                "levels": model.levels if quantized else 0,
+                "codebook_size": model.codebook_size if quantized else 0}
         return {"live": False, "status": "finished", "info": info, "rows": read("metrics.jsonl"), "points": [],
                 "events": read("events.jsonl"), "heavy": None, "n": 0}
 
