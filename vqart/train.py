@@ -241,6 +241,9 @@ class Trainer:
             order = torch.randperm(len(self.train_frames), generator=self.shuffle)
             if state.batch == 0:
                 self._tick()  # the last epoch's validation and pictures count as training time, not as this epoch's
+                if self.finished():  # they spent the rest of the time budget: no empty epoch, and last.pt says so
+                    self.save_resumable(shuffle_state)
+                    break
                 state.recoveries_at_epoch_start, state.epoch_started_at = self._recoveries(), state.elapsed
             while state.batch < self.steps_per_epoch and state.elapsed < state.budget:
                 self._between_steps(interrupt, shuffle_state)
