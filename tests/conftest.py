@@ -74,7 +74,7 @@ def square_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # The square repeats every 16 frames, so every held-out frame has a twin: keep them (this is about motion).
     run = train(data, tmp_path_factory.mktemp("run") / "square", config=tiny_config(epochs=12, twin_threshold=0.0),
                 device="cpu")
-    metrics = train_motion(open_run(run, device="cpu"), minutes=3, max_steps=800, dim=32, depth=2, heads=2)
+    metrics = train_motion(open_run(run, device="cpu"), minutes=30, max_steps=800, dim=32, depth=2, heads=2)
     assert metrics["train_steps"] == 800
     return run
 

@@ -73,7 +73,7 @@ def test_cli_reports_failures_keeps_going_and_stops_hangs(tmp_path):
     write(folder, "throws.js", "function setup() { createCanvas(50, 50); }\nfunction draw() {\n  throw new Error('boom');\n}")
     write(folder, "blank.js", "function setup() { createCanvas(50, 50); }\nfunction draw() { background(90); }")
     out = tmp_path / "data"
-    result = CliRunner().invoke(cli, ["capture", str(folder), "--out", str(out), "--frames", "6", "--size", "16", "--timeout", "1"])
+    result = CliRunner().invoke(cli, ["capture", str(folder), "--out", str(out), "--frames", "6", "--size", "16", "--timeout", "3"])
     assert result.exit_code == 1
     assert "throws.js:3: Error: boom" in result.output
     assert "hang.js" in result.output and "endless loop" in result.output

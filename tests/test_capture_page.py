@@ -110,10 +110,10 @@ def test_non_square_webgl_instance_mode_graphics_and_p5_1(browser, tmp_path):
         ("function setup() {\n  createCanvas(50, 50);\n  null.x = 1;\n}\nfunction draw() {}", r"bad\.js:3: TypeError"),
         ("function setup() { createCanvas(50, 50); }\nfunction draw() {\n  if (frameCount == 4) nope();\n}", r"bad\.js:3: ReferenceError: nope is not defined \(frame 4\)"),
         ("// p5 1\nfunction setup() {\n  createCanvas(50, 50);\n  null.x = 1;\n}\nfunction draw() {}", r"bad\.js:4: TypeError"),
-        ("function setup() {\n  while (true) {}\n}", r"bad\.js: setup\(\) did not finish within 3\.0 s \(an endless loop\?\)"),
+        ("function setup() {\n  while (true) {}\n}", r"bad\.js: setup\(\) did not finish within 5\.0 s \(an endless loop\?\)"),
         ("let x = 1;", r"no p5 sketch started"),
     ],
 )
 def test_errors_name_file_line_and_message(browser, tmp_path, source, expected):
     with pytest.raises(SketchError, match=expected):
-        run(browser, sketch(tmp_path, "bad.js", source), frames=8, timeout=1)
+        run(browser, sketch(tmp_path, "bad.js", source), frames=8, timeout=3)

@@ -37,7 +37,7 @@ def tiny_prior(levels: int = 1, seed: int = 0) -> GridModel:
 
 def _fit(model: GridModel, train: torch.Tensor, val: torch.Tensor, steps: int) -> dict:
     loss = lambda g: model.loss(train[torch.randint(0, len(train), (32,), generator=g)], generator=g)
-    return fit(model, loss, lambda: float(model.bits(val).sum()), seconds=60, max_steps=steps, lr=3e-3)
+    return fit(model, loss, lambda: float(model.bits(val).sum()), seconds=600, max_steps=steps, lr=3e-3)
 
 
 def test_loss_falls_and_beats_the_unigram_baseline_on_every_level():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +40,24 @@ def canvas_pixels(page: Page) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
 
 
-def assert_animates(page: Page) -> None:
-    """Two screenshots of the canvas a moment apart differ in more than a few pixels."""
-    page.wait_for_timeout(1500)
-    first = canvas_pixels(page)
-    page.wait_for_timeout(1000)
-    changed = (np.abs(first - canvas_pixels(page)).max(axis=2) > 8).mean()
+# `until(ok)` in a page: wait until ok() holds, at most 20 s (a slow machine streams late, not never).
+UNTIL = """() => {
+    window.until = async (ok, ms = 20000) => {
+        const end = Date.now() + ms;
+        while (!ok() && Date.now() < end) await new Promise(r => setTimeout(r, 50));
+    };
+}"""
+
+
+def assert_animates(page: Page, seconds: float = 20.0) -> None:
+    """A later screenshot of the canvas differs from an earlier one in more than a few pixels (within `seconds`:
+    a slow machine may take a while to build a stream's first frames)."""
+    first, deadline = canvas_pixels(page), time.monotonic() + seconds
+    while True:
+        page.wait_for_timeout(250)
+        changed = (np.abs(first - canvas_pixels(page)).max(axis=2) > 8).mean()
+        if changed > 0.002 or time.monotonic() > deadline:
+            break
     assert changed > 0.002, f"the canvas did not change ({changed:.2%} of pixels)"
 
 
@@ -73,6 +86,7 @@ def test_client_resolves_p5_images_and_rejects_with_server_message(page, server)
     page.add_script_tag(url="/lib/p5.min.js")
     page.add_script_tag(url="/lib/socket.io.min.js")
     page.add_script_tag(url="/vqart.js")
+    page.evaluate(UNTIL)
     result = page.evaluate("""async () => {
         const model = await vqart.connect();
         const isImage = img => img instanceof p5.Image && img.width === 64 && img.height === 64;
@@ -81,7 +95,7 @@ def test_client_resolves_p5_images_and_rejects_with_server_message(page, server)
         const seen = await model.reconstruct(samples[0]);
         const frames = [];
         const handle = model.stream({ mode: 'walk', fps: 30, frames: 16 }, img => frames.push(img));
-        await new Promise(resolve => setTimeout(resolve, 500));
+        await until(() => frames.length > 0);
         await handle.stop();
         let error = null;
         try { await model.sample({ n: 1000 }); } catch (e) { error = [e.code, e.message]; }
@@ -127,6 +141,7 @@ def test_the_mirror_example_sets_a_drawing_moving(page, motion_server):
 
 def test_vqart_js_streams_motion_from_a_drawing(page, motion_server):
     page.goto(f"{motion_server}/")
+    page.evaluate(UNTIL)
     result = page.evaluate("""async () => {
         const model = await vqart.connect();
         const drawing = document.createElement('canvas');
@@ -137,7 +152,7 @@ def test_vqart_js_streams_motion_from_a_drawing(page, motion_server):
         const handle = model.stream({ mode: 'motion', start: drawing, like: 'high', fps: 20, seed: 3 },
                                     img => frames.push(img));
         await handle.started;
-        await new Promise(r => setTimeout(r, 1500));
+        await until(() => frames.length >= 5);
         await handle.stop();
         model.close();
         return { motion: model.info.motion, frames: frames.length,

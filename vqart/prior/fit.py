@@ -1,4 +1,4 @@
-"""The loop every prior trains with: AdamW, warm-up then cosine over a time budget, best weights kept by score."""
+"""The loop every prior trains with: AdamW, warm-up then cosine over a time or step budget, best weights kept by score."""
 
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ def fit(
     device: torch.device | str = "cpu",
     on_step: Callable[[float, float], None] | None = None,
 ) -> dict:
-    """Train `model` on `loss_fn(generator)` batches for `seconds` (or `max_steps`); keep the weights that
-    `score()` (lower is better, e.g. bits on the select frames) liked best, checked `evals` times.
+    """Train `model` on `loss_fn(generator)` batches for `seconds` or `max_steps`, whichever ends first (the
+    schedule runs its course over it); keep the weights that `score()` (lower is better, e.g. bits on the
+    select frames) liked best, checked `evals` times.
 
     `on_step(elapsed, loss)` reports progress; returns {"loss": [...], "steps": n, "best_score": s}.
     """
@@ -36,17 +37,16 @@ def fit(
     start, next_eval, step = time.monotonic(), 0.0, 0
     while True:
         elapsed = time.monotonic() - start
-        done = elapsed >= seconds or (max_steps is not None and step >= max_steps)
-        if done or elapsed >= next_eval:
+        progress = min(1.0, max(elapsed / seconds, step / max_steps if max_steps else 0.0))
+        if progress >= 1.0 or progress >= next_eval:
             model.eval()
             value = score()
             model.train()
             if value < best[0]:
                 best = (value, {k: v.detach().clone() for k, v in model.state_dict().items()})
-            next_eval += seconds / evals
-        if done:
+            next_eval += 1.0 / evals
+        if progress >= 1.0:
             break
-        progress = min(elapsed / seconds, 1.0)
         for group in opt.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * progress))
         loss = loss_fn(generator)
