@@ -211,6 +211,18 @@ def test_dream_prior_samples_to_mp4(prior_run, tmp_path):
     assert iio.imread(out).shape[:3] == (6, 256, 256)
 
 
+def test_dream_decodes_prior_samples_in_the_steps_asked_for(prior_run, tmp_path):
+    from vqart.prior import spatial_steps
+
+    other = 8 if spatial_steps(prior_run) != 8 else 1
+    result = dream(str(prior_run.path), "-o", str(tmp_path / "more"), "--mode", "sample", "--frames", "3", "--seed", "3",
+                   "--steps", str(other), "--scale", "1")
+    assert result.exit_code == 0, result.output
+    written = np.stack([np.asarray(Image.open(p)) for p in sorted((tmp_path / "more").glob("frame_*.png"))])
+    np.testing.assert_array_equal(written, generate.sample(prior_run, 3, seed=3, steps=other))
+    assert not np.array_equal(written, generate.sample(prior_run, 3, seed=3))  # the prior's own steps differ
+
+
 def test_dream_image_of_another_size_is_resized_with_a_note(tiny_run, tmp_path, caplog):
     image = tmp_path / "photo.png"
     Image.fromarray(np.full((50, 70), 200, np.uint8)).save(image)
@@ -238,6 +250,9 @@ def _broken_run(tiny_run: Path, tmp_path: Path) -> Path:
         ("unsupported extension", r"unsupported extension '\.avi'.*\.gif.*\.mp4.*\.png"),
         ("zero frames", "--frames must be"),
         ("prior missing", "no prior trained"),
+        ("zero steps", "--steps must be"),
+        ("steps where no sample is", "--steps decodes prior samples"),
+        ("steps without a prior", "steps are the prior's decoding steps"),
     ],
 )
 def test_dream_bad_input_is_one_clear_line_and_writes_nothing(case, match, tiny_run, tmp_path):
@@ -255,6 +270,12 @@ def test_dream_bad_input_is_one_clear_line_and_writes_nothing(case, match, tiny_
         out = out.with_suffix(".avi")
     elif case == "zero frames":
         extra = ["--frames", "0"]
+    elif case == "zero steps":
+        extra = ["--mode", "sample", "--steps", "0"]
+    elif case == "steps where no sample is":
+        extra = ["--mode", "interpolate", "--steps", "4"]
+    elif case == "steps without a prior":
+        extra = ["--mode", "sample", "--steps", "4"]
     else:
         extra = ["--mode", "sample", "--sampler", "prior"]
     result = dream(run_path, "-o", str(out), "--frames", "4", *extra)  # a later --frames wins

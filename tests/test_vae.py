@@ -62,7 +62,8 @@ def test_dream_works_on_a_vae(vae_run, tmp_path, mode):
 
 
 @pytest.mark.parametrize("args", [["prior", "{run}", "--minutes", "0.01"], ["dream", "{run}", "-o", "{out}", "--mode", "motion"],
-                                  ["dream", "{run}", "-o", "{out}", "--mode", "sample", "--sampler", "prior"]])
+                                  ["dream", "{run}", "-o", "{out}", "--mode", "sample", "--sampler", "prior"],
+                                  ["dream", "{run}", "-o", "{out}", "--mode", "sample", "--steps", "8"]])
 def test_what_does_not_apply_to_a_vae_says_so_in_one_line(vae_run, tmp_path, args):
     args = [a.format(run=vae_run, out=tmp_path / "x.gif") for a in args]
     result = CliRunner().invoke(cli, [*args, "--device", "cpu"])

@@ -217,19 +217,21 @@ def _bits_table(title: str, m: dict, baseline: str) -> None:
 @click.option("--sampler", type=click.Choice(["auto", "prior", "unigram"]), default="auto", show_default=True)
 @click.option("--temperature", type=float, default=1.0, show_default=True)
 @click.option("--top-k", type=int, default=None, help="Sample only among the k likeliest codes.")
+@click.option("--steps", type=int, default=None,
+              help="Prior samples: decoding steps (default: the prior's choice; more are slower and sharper).")
 @click.option("--like", default=None, metavar="SKETCH", help="Motion: steer the style toward this sketch (default: the start's).")
 @click.option("--morph-to", default=None, metavar="SKETCH", help="Motion: move the steering to this sketch over the rollout.")
 @click.option("--guidance", type=float, default=1.0, show_default=True, help="Motion: classifier-free guidance (> 1 steers harder).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
 def dream_command(run, out, mode, frames, fps, scale, smooth, seed, a, b, keys, source, method, snap, sampler,
-                  temperature, top_k, like, morph_to, guidance, device) -> None:
+                  temperature, top_k, steps, like, morph_to, guidance, device) -> None:
     """Generate frames from a run (sample, interpolate, walk, grid, motion) and write a GIF, MP4 or PNGs."""
     from vqart.generate import dream
 
     path = dream(
         run, out, mode=mode, frames=frames, fps=fps, scale=scale, smooth=smooth, seed=seed, a=a, b=b, keys=keys,
         source=source, method=method, snap=snap, sampler=sampler, temperature=temperature, top_k=top_k,
-        like=like, morph_to=morph_to, guidance=guidance, device=device,
+        like=like, morph_to=morph_to, guidance=guidance, steps=steps, device=device,
     )
     files = [path] if path.is_file() else [p for p in path.iterdir() if p.is_file()]
     size = sum(p.stat().st_size for p in files)

@@ -223,6 +223,9 @@ def sample_codes(
     prior = _cached_prior(run) if sampler != "unigram" else None
     if sampler == "prior" and prior is None:
         raise VqartError(f"no prior trained in {run.path}; train one with `vqart prior {run.path}` or use sampler unigram")
+    if steps is not None and prior is None:
+        raise VqartError(f"steps are the prior's decoding steps, and these samples come from the code histogram; "
+                         f"train a prior with `vqart prior {run.path}` or leave steps out")
     generator = make_generator(run, seed)
     if prior is not None:
         steps = spatial_steps(run) if steps is None else steps
@@ -259,8 +262,8 @@ def sample(
     A VAE run decodes latents drawn from N(0, I) instead (it has no codes and no prior).
     """
     if not run.quantized:
-        if sampler == "prior":
-            run.require_codes("a prior")
+        if sampler == "prior" or steps is not None:
+            run.require_codes("a prior and its decoding steps")
         _check_count("n", n)
         generator = make_generator(run, seed)
         z = torch.randn(n, run.model.config.code_dim, *run.grid_size, device=run.device, generator=generator)
@@ -368,11 +371,13 @@ def walk(
     sampler: str = "auto",
     temperature: float = 1.0,
     top_k: int | None = None,
+    steps: int | None = None,
     progress: OnProgress | None = None,
 ) -> np.ndarray:
     """A seamless loop of `frames` frames through keyframes and back to the first, easing in and out of each.
 
-    Without keyframes, `n_keys` are chosen by the seed: dataset frames (source "dataset") or samples ("sample").
+    Without keyframes, `n_keys` are chosen by the seed: dataset frames (source "dataset") or samples ("sample",
+    decoded in `steps`).
     """
     _check_count("frames", frames)
     if keyframes is None:
@@ -380,7 +385,8 @@ def walk(
         if source == "dataset":
             keyframes = random_refs(run, n_keys, seed)
         elif source == "sample":
-            keyframes = list(sample(run, n_keys, sampler=sampler, temperature=temperature, top_k=top_k, seed=seed))
+            keyframes = list(sample(run, n_keys, sampler=sampler, temperature=temperature, top_k=top_k, seed=seed,
+                                    steps=steps))
         else:
             raise VqartError(f"unknown keyframe source {source!r}; choose dataset or sample")
     if len(keyframes) < 2:
@@ -498,13 +504,15 @@ def dream(
     like: str | None = None,
     morph_to: str | None = None,
     guidance: float = 1.0,
+    steps: int | None = None,
     device: str = "auto",
 ) -> Path:
     """Open a run, generate `frames` frames in `mode` and write them to `out` (.gif .mp4 .png or a folder).
 
     Everything cheap to check is checked before any model work, so bad input never leaves a partial file.
     `grid` lays out the largest square that fits in `frames`; `a` and `b` are the interpolation ends
-    (and `a` the start of `motion`); `keys` are walk keyframes or the 4 grid corners.
+    (and `a` the start of `motion`); `keys` are walk keyframes or the 4 grid corners; `steps` are the
+    spatial prior's decoding steps for samples (sample mode, or walk keyframes from samples).
     """
     export.check(out, fps, scale)
     _check_count("--frames", frames)
@@ -512,6 +520,10 @@ def dream(
         raise VqartError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     if mode != "motion" and (like is not None or morph_to is not None or guidance != 1.0):
         raise VqartError(f"--like, --morph-to and --guidance steer --mode motion only, not --mode {mode}")
+    if steps is not None:
+        _check_count("--steps", steps)
+        if mode not in ("sample", "walk") or (mode == "walk" and (keys or source != "sample")):
+            raise VqartError("--steps decodes prior samples: --mode sample, or --mode walk --source sample")
     if mode == "interpolate" and frames < 2:
         raise VqartError("--mode interpolate needs --frames of at least 2")
     side = math.isqrt(frames)
@@ -527,13 +539,14 @@ def dream(
         task = bar.add_task(mode, total=total)
         progress = partial(bar.advance, task)
         if mode == "sample":
-            result = sample(run, frames, sampler=sampler, temperature=temperature, top_k=top_k, seed=seed, progress=progress)
+            result = sample(run, frames, sampler=sampler, temperature=temperature, top_k=top_k, seed=seed, steps=steps,
+                            progress=progress)
         elif mode == "interpolate":
             result = interpolate(run, a, b, frames, method, snap, seed=seed, progress=progress)
         elif mode == "walk":
             result = walk(
                 run, list(keys) or None, frames, seed, source=source, method=method, snap=snap,
-                sampler=sampler, temperature=temperature, top_k=top_k, progress=progress,
+                sampler=sampler, temperature=temperature, top_k=top_k, steps=steps, progress=progress,
             )
         elif mode == "grid":
             if side * side != frames:
