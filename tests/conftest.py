@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,6 +78,17 @@ def square_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     metrics = train_motion(open_run(run, device="cpu"), minutes=30, max_steps=800, dim=32, depth=2, heads=2)
     assert metrics["train_steps"] == 800
     return run
+
+
+def eventually(page, ok, seconds: float = 30.0) -> bool:
+    """Whether `ok()` holds within `seconds`, asked every quarter second while `page` runs (a slow machine is late,
+    not wrong: a fixed wait would fail it)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+        if ok():
+            return True
+    return False
 
 
 @pytest.fixture(scope="module")

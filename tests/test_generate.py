@@ -221,6 +221,11 @@ def test_dream_decodes_prior_samples_in_the_steps_asked_for(prior_run, tmp_path)
     written = np.stack([np.asarray(Image.open(p)) for p in sorted((tmp_path / "more").glob("frame_*.png"))])
     np.testing.assert_array_equal(written, generate.sample(prior_run, 3, seed=3, steps=other))
     assert not np.array_equal(written, generate.sample(prior_run, 3, seed=3))  # the prior's own steps differ
+    keys = list(generate.sample(prior_run, 3, seed=3, steps=other))  # a walk through samples decodes them so too
+    np.testing.assert_array_equal(generate.walk(prior_run, None, 6, 3, n_keys=3, source="sample", steps=other),
+                                  generate.walk(prior_run, keys, 6, 3))
+    with pytest.raises(VqartError, match="use sampler auto or prior"):
+        generate.sample(prior_run, 2, sampler="unigram", steps=other)
 
 
 def test_dream_image_of_another_size_is_resized_with_a_note(tiny_run, tmp_path, caplog):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import tiny_config
+from conftest import eventually, tiny_config
 
 from vqart.checkpoint import load_checkpoint
 from vqart.cli import cli
@@ -160,16 +160,6 @@ def test_a_port_in_use_is_one_line(frames_dir, tmp_path):
     assert "Traceback" not in result.output and not (tmp_path / "r").exists()
 
 
-def changes(page, look, before: bytes, seconds: float = 30.0) -> bool:
-    """Whether `look()` differs from `before` within `seconds`, looking every quarter second."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        page.wait_for_timeout(250)
-        if look() != before:
-            return True
-    return False
-
-
 @pytest.mark.slow
 @pytest.mark.browser
 def test_a_browser_watches_the_curves_and_the_codebook_change(frames_dir, tmp_path, browser):
@@ -183,9 +173,9 @@ def test_a_browser_watches_the_curves_and_the_codebook_change(frames_dir, tmp_pa
         page.wait_for_function("document.getElementById('recons').src.startsWith('data:image')", timeout=30000)
         shot = lambda selector: page.locator(selector).screenshot()
         curves, usage = shot("#chart-loss"), shot("#usage")
-        assert changes(page, lambda: shot("#chart-loss"), curves), "the curves did not move"
+        assert eventually(page, lambda: shot("#chart-loss") != curves), "the curves did not move"
         # The histogram redraws with the heavy snapshots, a few seconds apart (more on a slow machine).
-        assert changes(page, lambda: shot("#usage"), usage), "the codebook histogram did not change"
+        assert eventually(page, lambda: shot("#usage") != usage), "the codebook histogram did not change"
         assert page.locator("#controls").is_visible() and page.locator("[data-control=reseed]").is_visible()
         page.fill("#beta", "0.5")
         page.click("[data-apply=beta]")

@@ -224,8 +224,9 @@ def sample_codes(
     if sampler == "prior" and prior is None:
         raise VqartError(f"no prior trained in {run.path}; train one with `vqart prior {run.path}` or use sampler unigram")
     if steps is not None and prior is None:
+        fix = "use sampler auto or prior" if sampler == "unigram" else f"train a prior with `vqart prior {run.path}`"
         raise VqartError(f"steps are the prior's decoding steps, and these samples come from the code histogram; "
-                         f"train a prior with `vqart prior {run.path}` or leave steps out")
+                         f"{fix}, or leave steps out")
     generator = make_generator(run, seed)
     if prior is not None:
         steps = spatial_steps(run) if steps is None else steps
@@ -263,7 +264,7 @@ def sample(
     """
     if not run.quantized:
         if sampler == "prior" or steps is not None:
-            run.require_codes("a prior and its decoding steps")
+            run.require_codes("a prior")
         _check_count("n", n)
         generator = make_generator(run, seed)
         z = torch.randn(n, run.model.config.code_dim, *run.grid_size, device=run.device, generator=generator)
