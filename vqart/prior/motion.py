@@ -36,7 +36,7 @@ from torch import nn
 from vqart.atomic import write_json
 from vqart.errors import VqartError
 from vqart.prior.blocks import Generators
-from vqart.prior.fit import fit
+from vqart.prior.fit import BATCH_SIZE, fit
 from vqart.prior.grid import GridConfig, GridModel, fewest_steps
 from vqart.prior.spatial import (
     bits_report,
@@ -295,18 +295,13 @@ def movement_rates(data: MotionData, codebooks: torch.Tensor) -> dict[str, float
     return {**{name: rates.get(name, median) for name in data.names}, "*": median}
 
 
-def train_motion(run: Run, minutes: float = 2.0, *, context: int = 2, seed: int = 0, batch_size: int = 8,
+def train_motion(run: Run, minutes: float = 2.0, *, context: int = 2, seed: int = 0, batch_size: int = BATCH_SIZE,
                  lr: float = 6e-3, steps: int = 4, max_steps: int | None = None,
                  on_step: Callable[[float, float], None] | None = None, **shape: int) -> dict:
     """Train the motion prior on the run's consecutive training frames, save it beside the spatial prior, and
     return its held-out bits against the copy, count and spatial baselines (also written to motion.json).
     Training stops after `minutes` or `max_steps` optimizer steps, whichever comes first; rollouts then decode in
-    the fewest steps, up to `steps`, that cost no bits on the select frames (fewest_steps).
-
-    A batch of 8: on CPU minutes more, smaller steps learn more than fewer, larger ones. Measured on the
-    benchmark's 10-minute FSQ run, select pairs, 4 minutes each: 3.37 bits per code at batch 32 (425 steps),
-    3.06 at 16 (949), 2.91 at 8 (1,751), 2.89 at 4 (2,860); 4 was not taken for its last 1%, which would
-    leave an accelerator idle."""
+    the fewest steps, up to `steps`, that cost no bits on the select frames (fewest_steps)."""
     run.require_codes("a motion prior")
     if not minutes > 0:
         raise VqartError(f"--minutes must be > 0, got {minutes}")

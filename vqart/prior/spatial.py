@@ -1,9 +1,10 @@
 """The spatial prior: what one frame's code grid looks like, every level of it. Trained on the run's
 training frames, its best weights chosen by bits on the select frames, its figures measured on the test frames.
 
-The default size was measured on the bundled sketches: dim 64 and batches of 16 (more steps per CPU minute)
-beat dim 128 and batches of 32 or 64; grid-aware blocks (a 3x3 convolution and row/column positions) took the
-bits saved from 28.5% to 38.9% in the same minutes; dropout only cost steps (the prior underfits).
+The default size was measured on the bundled sketches: dim 64 and small batches (more steps per CPU minute;
+fit.BATCH_SIZE) beat dim 128 and batches of 32 or 64; grid-aware blocks (a 3x3 convolution and row/column
+positions) took the bits saved from 28.5% to 38.9% in the same minutes; dropout only cost steps (the prior
+underfits).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 from vqart.atomic import atomic_path, write_json
 from vqart.errors import VqartError
-from vqart.prior.fit import fit
+from vqart.prior.fit import BATCH_SIZE, fit
 from vqart.prior.grid import GridConfig, GridModel, fewest_steps
 from vqart.run import Run
 
@@ -118,7 +119,7 @@ def train_prior(
     minutes: float = 1.5,
     *,
     seed: int = 0,
-    batch_size: int = 16,
+    batch_size: int = BATCH_SIZE,
     lr: float = 6e-3,
     steps: int = MOST_STEPS,
     on_step: Callable[[float, float], None] | None = None,
