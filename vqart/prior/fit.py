@@ -16,6 +16,7 @@ from torch import nn
 # leave an accelerator idle for its last point.
 BATCH_SIZE = 8
 
+
 def fit(
     model: nn.Module,
     loss_fn: Callable[[torch.Generator], torch.Tensor],
