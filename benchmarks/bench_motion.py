@@ -27,7 +27,7 @@ from PIL import Image
 from common import OUT, PRIOR_RUN, heldout_data, short_run
 from vqart import export, generate
 from vqart.data import load_frames
-from vqart.prior import as_tokens, load_prior, train_prior
+from vqart.prior import as_tokens, load_prior, spatial_steps, train_prior
 from vqart.prior.motion import train_motion
 from vqart.run import Run, open_run
 
@@ -61,11 +61,12 @@ def code_changes(run: Run, frames: np.ndarray) -> list[float]:
     return (codes[1:] != codes[:-1]).float().mean(dim=(0, 2, 3)).tolist()
 
 
-def spatial_bits(run: Run, frames: np.ndarray) -> float:
-    """The spatial prior's bits per code on frames."""
+def spatial_bits(run: Run, frames: np.ndarray, sketch: str) -> float:
+    """The spatial prior's bits per code on frames of a sketch (in the prior's own steps)."""
     prior = load_prior(run)
     tokens = as_tokens(run.encode_codes(frames))
-    return float(prior.bits(tokens).sum()) / tokens.numel()
+    labels = torch.full((len(tokens),), prior.label(sketch), device=tokens.device)
+    return float(prior.bits(tokens, labels, steps=spatial_steps(run)).sum()) / tokens.numel()
 
 
 def slowest(c: np.ndarray, width: int = 30) -> float:
@@ -78,7 +79,7 @@ def judge(run: Run, name: str, frames: np.ndarray, real: np.ndarray, real_test: 
     """How a rollout's last third (frames 200-300 of 300) compares with the sketch's own motion and looks."""
     tail = frames[2 * len(frames) // 3 :]
     late, own = change(tail), change(real).mean()
-    ratio_bits = spatial_bits(run, tail) / spatial_bits(run, real_test)
+    ratio_bits = spatial_bits(run, tail, name) / spatial_bits(run, real_test, name)
     result = {"change": late.mean() / own, "frozen": slowest(late) / own < 0.2, "bits": ratio_bits,
               "flow": flow(tail), "own_flow": flow(real)}
     smooth_ok = name not in SMOOTH or result["flow"] >= result["own_flow"] - 0.3

@@ -156,16 +156,31 @@ def test_a_prior_from_another_vqart_version_is_refused_with_the_fix(prior_run, t
     copy = tmp_path / "old"
     shutil.copytree(prior_run.path, copy)
     saved = torch.load(copy / "prior.pt", weights_only=True)
-    del saved["format"]  # what a prior written before the depth head (vqart 0.1) holds
-    torch.save(saved, copy / "prior.pt")
-    with pytest.raises(VqartError, match=r"another version of vqart; retrain it with `vqart prior"):
-        generate.sample(open_run(copy, device="cpu"), 1, sampler="prior")
+    for version in (None, 2):  # before the depth head (vqart 0.1); before the sketch label (vqart 0.2)
+        torch.save({**saved, "format": version}, copy / "prior.pt")
+        with pytest.raises(VqartError, match=r"another version of vqart; retrain it with `vqart prior"):
+            generate.sample(open_run(copy, device="cpu"), 1, sampler="prior")
 
 
 def test_prior_sampling_is_deterministic_by_seed(prior_run):
     first = generate.sample(prior_run, 3, seed=4, temperature=0.8, top_k=5)
     np.testing.assert_array_equal(first, generate.sample(prior_run, 3, seed=4, temperature=0.8, top_k=5))
     assert not np.array_equal(first, generate.sample(prior_run, 3, sampler="unigram", seed=4))
+
+
+def test_samples_like_a_sketch_are_all_of_it_and_a_sketch_the_prior_never_saw_is_named(prior_run, tmp_path):
+    first = generate.sample(prior_run, 3, seed=4, like="orbits")
+    np.testing.assert_array_equal(first, generate.sample(prior_run, 3, seed=4, like="orbits"))
+    assert not np.array_equal(first, generate.sample(prior_run, 3, seed=4, like="boxes"))
+    with pytest.raises(VqartError, match="unknown sketch 'nowhere'; the spatial prior knows boxes, discs, orbits"):
+        generate.sample(prior_run, 1, like="nowhere")
+    with pytest.raises(VqartError, match="--like picks the spatial prior's sketch.*leave --like out"):
+        generate.sample(prior_run, 1, sampler="unigram", like="orbits")
+    result = dream(str(prior_run.path), "-o", str(tmp_path / "like"), "--mode", "sample", "--frames", "3", "--seed",
+                   "4", "--like", "orbits", "--scale", "1")
+    assert result.exit_code == 0, result.output
+    written = np.stack([np.asarray(Image.open(p)) for p in sorted((tmp_path / "like").glob("frame_*.png"))])
+    np.testing.assert_array_equal(written, first)
 
 
 def test_prior_sampling_decodes_in_the_steps_the_prior_was_chosen_with(prior_run):
@@ -309,7 +324,7 @@ def test_residual_levels_are_modelled_whole(frames_dir, tmp_path):
     assert len(metrics["bits_per_level"]) == len(metrics["baseline_bits_per_level"]) == 2
     assert metrics["bits_per_frame"] == pytest.approx(sum(metrics["bits_per_level"]) * 16 * 16)
     prior = load_prior(rq)
-    assert prior.cells == 16 * 16 and prior.cfg.levels == 2
+    assert prior.grid.cells == 16 * 16 and prior.cfg.levels == 2
     assert generate.sample_codes(rq, 2, seed=0).shape == (2, 2, 16, 16)
     assert generate.sample(rq, 2, seed=0).shape == (2, 64, 64)
 

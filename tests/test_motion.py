@@ -105,7 +105,7 @@ def test_dream_motion_writes_a_gif_and_the_bad_inputs_are_one_line(square_run, t
         assert bad.exit_code == 1 and message in bad.output and "Traceback" not in bad.output
     elsewhere = CliRunner().invoke(cli, ["dream", str(square_run), "-o", str(tmp_path / "w.gif"), "--mode", "walk",
                                          "--like", "low", "--device", "cpu"])
-    assert elsewhere.exit_code == 1 and "steer --mode motion only, not --mode walk" in elsewhere.output
+    assert elsewhere.exit_code == 1 and "--like picks the sketch of --mode sample or motion, not of --mode walk" in elsewhere.output
     assert not (tmp_path / "w.gif").exists()
     spatial = CliRunner().invoke(cli, ["prior", str(square_run), "--context", "3", "--device", "cpu"])
     assert spatial.exit_code == 1 and "--context is the motion prior's; add --motion" in spatial.output

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
 
 from vqart.prior.blocks import Block, still_masked
 from vqart.prior.fit import fit
 from vqart.prior.grid import GridConfig, GridModel, fewest_steps
-from vqart.prior.spatial import as_grids, as_tokens, unigram_bits
+from vqart.prior.spatial import SpatialPrior, as_grids, as_tokens, unigram_bits
 
 torch.set_num_threads(1)
 
@@ -47,7 +48,7 @@ def test_loss_falls_and_beats_the_unigram_baseline_on_every_level():
     losses = history["loss"]
     assert history["steps"] == 150
     assert sum(losses[-20:]) / 20 < 0.8 * sum(losses[:20]) / 20
-    ours, base = model.bits(val), unigram_bits(train, val, K)
+    ours, base = model.bits(val).sum(0), unigram_bits(train, val, K)
     assert ours.sum() < 0.7 * base.sum()
     assert ours[1] < 0.2 * base[1]  # the second level is a function of the first: the depth head learns that
 
@@ -107,6 +108,32 @@ def test_the_likelihood_over_all_levels_sums_to_one():
         grids = torch.tensor(list(itertools.product(range(3), repeat=n))).view(-1, h * w, levels).transpose(1, 2)
         bits = torch.stack([model.bits(g[None], steps=2).sum() for g in grids])
         assert abs(float((2.0 ** -bits).sum()) - 1.0) < 1e-4
+
+
+def test_a_sketch_and_its_frame_are_one_likelihood_that_sums_to_one():
+    # Bits of (sketch, grid) pairs, the sketch's own bits in the first level: over every pair, 2^-bits sums to 1.
+    torch.manual_seed(0)
+    model = SpatialPrior(GridConfig(3, 2, 1, 2, dim=16, depth=1, heads=2), ["a", "b", "c"]).eval()
+    model.label_logp.copy_(torch.tensor([0.5, 0.3, 0.2]).log())
+    grids = torch.tensor(list(itertools.product(range(3), repeat=4))).view(-1, 2, 2).transpose(1, 2)
+    bits = torch.stack([model.bits(g[None], torch.tensor([s]), steps=2) for g in grids for s in range(3)])
+    assert abs(float((2.0 ** -bits.sum(1)).sum()) - 1.0) < 1e-4
+    given = model.grid.bits(grids[:1], steps=2, context=model.label_emb(torch.tensor([1]))[:, None])[0]
+    torch.testing.assert_close(bits[1], given + torch.tensor([-math.log2(0.3), 0.0], dtype=torch.float64))
+
+
+def test_a_sketch_label_picks_which_sketch_the_samples_come_from():
+    # Sketch 0 draws its grids from codes 0-3, sketch 1 from codes 4-7: given the label the prior must keep to it.
+    train = code_grids(256, seed=1) % 4
+    labels = torch.arange(256) % 2
+    train[labels == 1] += 4
+    torch.manual_seed(0)
+    model = SpatialPrior(GridConfig(K, 1, H, W, dim=32, depth=2, heads=2), ["low", "high"])
+    loss = lambda g: model.loss(train[(idx := torch.randint(0, 256, (32,), generator=g))], labels[idx], generator=g)
+    fit(model, loss, lambda: float(model.bits(train[:32], labels[:32]).sum()), seconds=600, max_steps=150, lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    low, high = (model.sample(16, labels=torch.full((16,), s), generator=g, steps=4) for s in (0, 1))
+    assert (low < 4).float().mean() > 0.95 and (high >= 4).float().mean() > 0.95
 
 
 def test_code_grids_and_tokens_round_trip():

@@ -219,7 +219,7 @@ def _bits_table(title: str, m: dict, baseline: str) -> None:
 @click.option("--top-k", type=int, default=None, help="Sample only among the k likeliest codes.")
 @click.option("--steps", type=int, default=None,
               help="Prior samples: decoding steps (default: the prior's choice; more are slower and sharper).")
-@click.option("--like", default=None, metavar="SKETCH", help="Motion: steer the style toward this sketch (default: the start's).")
+@click.option("--like", default=None, metavar="SKETCH", help="Sample: frames of this sketch (default: any). Motion: steer the style toward it (default: the start's).")
 @click.option("--morph-to", default=None, metavar="SKETCH", help="Motion: move the steering to this sketch over the rollout.")
 @click.option("--guidance", type=float, default=1.0, show_default=True, help="Motion: classifier-free guidance (> 1 steers harder).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)

@@ -30,7 +30,7 @@ from rich.progress import (
 from vqart import export
 from vqart.data import load_frames, parse_ref
 from vqart.errors import VqartError
-from vqart.prior import PRIOR_FILE, GridModel, as_grids, as_tokens, load_prior, spatial_steps
+from vqart.prior import PRIOR_FILE, SpatialPrior, as_grids, as_tokens, load_prior, spatial_steps
 from vqart.prior.blocks import filter_logits
 from vqart.prior.motion import MOTION_FILE, MotionPrior, advance, load_motion, start_context
 from vqart.run import Run, open_run
@@ -192,7 +192,7 @@ def _load_once(run: Run, name: str, load: Callable[[Run], Any]) -> Any:
     return _LOADED[name][1]
 
 
-def _cached_prior(run: Run) -> GridModel | None:
+def _cached_prior(run: Run) -> SpatialPrior | None:
     """The run's spatial prior (None when untrained), loaded once per file version and device."""
     return _load_once(run, PRIOR_FILE, load_prior)
 
@@ -206,9 +206,11 @@ def sample_codes(
     top_k: int | None = None,
     seed: int | None = None,
     steps: int | None = None,
+    like: str | None = None,
 ) -> torch.Tensor:
     """n code grids from the prior (sampler "prior", or "auto" when one is trained; in `steps` decoding steps, by
-    default those the prior was chosen with) or the codebook histogram."""
+    default those the prior was chosen with; all of sketch `like`, or of sketches drawn by their share of the
+    training frames) or the codebook histogram."""
     run.require_codes("sampling code grids")
     _check_count("n", n)
     if steps is not None:
@@ -227,10 +229,14 @@ def sample_codes(
         fix = "use sampler auto or prior" if sampler == "unigram" else f"train a prior with `vqart prior {run.path}`"
         raise VqartError(f"steps are the prior's decoding steps, and these samples come from the code histogram; "
                          f"{fix}, or leave steps out")
+    if like is not None and prior is None:
+        raise VqartError(f"--like picks the spatial prior's sketch, and these samples come from the code histogram; "
+                         f"train a prior with `vqart prior {run.path}`, or leave --like out")
     generator = make_generator(run, seed)
     if prior is not None:
         steps = spatial_steps(run) if steps is None else steps
-        tokens = prior.sample(n, steps=steps, temperature=temperature, top_k=top_k, generator=generator)
+        labels = None if like is None else torch.full((n,), prior.label(like), device=run.device)
+        tokens = prior.sample(n, labels=labels, steps=steps, temperature=temperature, top_k=top_k, generator=generator)
         return as_grids(tokens, *run.grid_size)
     return _unigram(run, n, temperature, top_k, generator)
 
@@ -256,20 +262,21 @@ def sample(
     top_k: int | None = None,
     seed: int | None = None,
     steps: int | None = None,
+    like: str | None = None,
     progress: OnProgress | None = None,
 ) -> np.ndarray:
-    """n new frames (n,H,W): codes from the prior or the unigram histogram, decoded; same seed, same frames.
-
-    A VAE run decodes latents drawn from N(0, I) instead (it has no codes and no prior).
+    """n new frames (n,H,W): codes from the prior (of sketch `like`, if given) or the unigram histogram, decoded;
+    same seed, same frames. A VAE run decodes latents drawn from N(0, I) instead (it has no codes and no prior).
     """
     if not run.quantized:
-        if sampler == "prior" or steps is not None:
+        if sampler == "prior" or steps is not None or like is not None:
             run.require_codes("a prior")
         _check_count("n", n)
         generator = make_generator(run, seed)
         z = torch.randn(n, run.model.config.code_dim, *run.grid_size, device=run.device, generator=generator)
         return _decode(run, z * temperature, progress=progress)
-    codes = sample_codes(run, n, sampler=sampler, temperature=temperature, top_k=top_k, seed=seed, steps=steps)
+    codes = sample_codes(run, n, sampler=sampler, temperature=temperature, top_k=top_k, seed=seed, steps=steps,
+                         like=like)
     return _decode_codes(run, codes, progress)
 
 
@@ -519,8 +526,10 @@ def dream(
     _check_count("--frames", frames)
     if mode not in MODES:
         raise VqartError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    if mode != "motion" and (like is not None or morph_to is not None or guidance != 1.0):
-        raise VqartError(f"--like, --morph-to and --guidance steer --mode motion only, not --mode {mode}")
+    if mode not in ("sample", "motion") and like is not None:
+        raise VqartError(f"--like picks the sketch of --mode sample or motion, not of --mode {mode}")
+    if mode != "motion" and (morph_to is not None or guidance != 1.0):
+        raise VqartError(f"--morph-to and --guidance steer --mode motion only, not --mode {mode}")
     if steps is not None:
         _check_count("--steps", steps)
         if mode not in ("sample", "walk") or (mode == "walk" and (keys or source != "sample")):
@@ -541,7 +550,7 @@ def dream(
         progress = partial(bar.advance, task)
         if mode == "sample":
             result = sample(run, frames, sampler=sampler, temperature=temperature, top_k=top_k, seed=seed, steps=steps,
-                            progress=progress)
+                            like=like, progress=progress)
         elif mode == "interpolate":
             result = interpolate(run, a, b, frames, method, snap, seed=seed, progress=progress)
         elif mode == "walk":

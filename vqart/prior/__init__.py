@@ -2,8 +2,8 @@
 frame's codes given the last few), built from the same grid-aware blocks."""
 
 from vqart.prior.grid import GridConfig, GridModel
-from vqart.prior.spatial import (METRICS_FILE, PRIOR_FILE, as_grids, as_tokens, load_prior, spatial_steps,
-                                 train_prior)
+from vqart.prior.spatial import (METRICS_FILE, PRIOR_FILE, SpatialPrior, as_grids, as_tokens, load_prior,
+                                 spatial_steps, train_prior)
 
-__all__ = ["GridConfig", "GridModel", "METRICS_FILE", "PRIOR_FILE", "as_grids", "as_tokens", "load_prior",
-           "spatial_steps", "train_prior"]
+__all__ = ["GridConfig", "GridModel", "METRICS_FILE", "PRIOR_FILE", "SpatialPrior", "as_grids", "as_tokens",
+           "load_prior", "spatial_steps", "train_prior"]

@@ -120,7 +120,8 @@ class GridModel(nn.Module):
     @torch.no_grad()
     def bits(self, tokens: torch.Tensor, *, steps: int = 8, seed: int = 0, batch_size: int = 64,
              context: torch.Tensor | None = None, candidates: torch.Tensor | None = None) -> torch.Tensor:
-        """Total negative log2-likelihood per level (L,) of (N, L, P) tokens, in the sampler's own factorisation.
+        """Negative log2-likelihood of each grid's levels (N, L) of (N, L, P) tokens, in the sampler's own
+        factorisation.
 
         A fixed random reveal order over cells split into the sampler's `steps` chunks: each chunk's cells are
         scored given the true codes of all earlier chunks (independent of each other), each cell's levels
@@ -131,7 +132,7 @@ class GridModel(nn.Module):
         rank = torch.empty_like(order)
         rank[order] = torch.arange(p, device=tokens.device)
         revealed = [p - m for m in still_masked(p, steps)]
-        total = torch.zeros(self.cfg.levels, dtype=torch.float64, device=tokens.device)
+        total = torch.zeros(len(tokens), self.cfg.levels, dtype=torch.float64, device=tokens.device)
         for i in range(0, len(tokens), batch_size):
             batch = tokens[i : i + batch_size]
             ctx = None if context is None else context[i : i + batch_size]
@@ -140,10 +141,11 @@ class GridModel(nn.Module):
             for after in revealed:
                 mask = (rank >= before).expand(len(batch), p)
                 chunk = ((rank >= before) & (rank < after)).expand(len(batch), p)
-                codes = batch.transpose(1, 2)[chunk]
+                codes = batch.transpose(1, 2)[chunk]  # (n * cells in the chunk, L), grid by grid
                 logits = self.depth_head(self.hidden(batch, mask, ctx)[chunk], codes,
                                          None if cand is None else cand[chunk])
-                total -= logits.log_softmax(-1).gather(-1, codes[..., None])[..., 0].double().sum(0)
+                logp = logits.log_softmax(-1).gather(-1, codes[..., None])[..., 0].double()
+                total[i : i + batch_size] -= logp.view(len(batch), -1, self.cfg.levels).sum(1)
                 before = after
         return total / math.log(2)
 

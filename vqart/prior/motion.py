@@ -44,6 +44,7 @@ from vqart.prior.spatial import (
     load_prior,
     read_model,
     save_model,
+    sketch_label,
     spatial_steps,
     unigram_bits,
 )
@@ -118,7 +119,7 @@ class MotionModel(nn.Module):
     def bits(self, past: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, steps: int) -> torch.Tensor:
         """Total bits per level (L,) of the targets given their true pasts (the sampler's factorisation)."""
         return self.grid.bits(target, steps=steps, context=self.context(past, self.label_vectors(labels)),
-                              candidates=self.candidates(past[:, -1]))
+                              candidates=self.candidates(past[:, -1])).sum(0)
 
     @torch.no_grad()
     def next_frame(self, past: torch.Tensor, label: torch.Tensor, *, steps: int, temperature: torch.Tensor,
@@ -262,11 +263,7 @@ class MotionPrior:
 
     def label(self, sketch: str | None) -> int:
         """The label id of a sketch name (NO_LABEL for None); VqartError naming the choices otherwise."""
-        if sketch is None:
-            return NO_LABEL
-        if sketch not in self.sketches:
-            raise VqartError(f"unknown sketch {sketch!r}; the motion prior knows {', '.join(self.sketches)}")
-        return self.sketches.index(sketch)
+        return NO_LABEL if sketch is None else sketch_label(self.sketches, sketch, "the motion prior")
 
     def state(self, past: torch.Tensor, like: str | None, temperature: float, generator: torch.Generator,
               morph_to: str | None = None) -> MotionState:
@@ -347,7 +344,8 @@ def motion_report(run: Run, model: MotionModel, data: MotionData, steps: int) ->
     }
     spatial = load_prior(run)
     if spatial is not None:
-        baselines["spatial prior"] = spatial.bits(target, steps=spatial_steps(run))
+        sketches = torch.tensor([spatial.label(data.names[i]) for i in labels.tolist()], device=target.device)
+        baselines["spatial prior"] = spatial.bits(target, sketches, steps=spatial_steps(run))
     best = min(baselines, key=lambda name: float(baselines[name].sum()))
     cells = model.grid.cells
     return {
