@@ -30,7 +30,6 @@ import torch
 
 from common import prior_run
 from vqart import generate
-from vqart.prior import as_grids
 from vqart.prior.motion import advance, train_motion
 from vqart.run import open_run
 from vqart.server.client import InOrderClient
@@ -178,7 +177,7 @@ def _offline_motion(run_dir: Path, seconds: float) -> float:
             g = generate.make_generator(run, i)
             past, sketch = generate.motion_start(run, prior, None, g)
             states.append(prior.state(past, sketch, 1.0, g))
-        step = lambda: run.decode_codes(as_grids(advance(prior, states), *run.grid_size))
+        step = lambda: advance(prior, states)
         step()
         frames, start = 0, time.perf_counter()
         while (elapsed := time.perf_counter() - start) < seconds:

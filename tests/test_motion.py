@@ -14,8 +14,8 @@ from synthetic import sliding_square
 from vqart import generate
 from vqart.cli import cli
 from vqart.errors import VqartError
-from vqart.prior.motion import (MIN_P_RANGE, MotionState, level_weights, load_motion, motion_data, movement, steer,
-                                train_motion)
+from vqart.prior.motion import (MIN_P_RANGE, MotionState, change_rates, frame_change, level_weights, load_motion,
+                                motion_data, steer, train_motion)
 from vqart.run import open_run
 
 torch.set_num_threads(1)
@@ -36,15 +36,26 @@ def test_the_loss_weights_the_coarse_levels_up_and_keeps_a_mean_of_one():
     assert weights[0] == 4 * weights[-1] and weights[1] == 2 * weights[-1] and (weights[2:] == weights[-1]).all()
 
 
-def test_movement_is_the_distance_between_summed_code_vectors():
-    codebooks = torch.tensor([[[0.0, 0.0], [3.0, 0.0]], [[0.0, 0.0], [0.0, 4.0]]])  # 2 levels of 2 codes in 2-D
-    a = torch.tensor([[[1, 0], [1, 0]]])  # 1 frame, 2 levels, 2 cells: cell 0 at (3, 4), cell 1 at (0, 0)
-    b = torch.zeros_like(a)
-    assert movement(codebooks, a, b).tolist() == [2.5] and movement(codebooks, a, a).tolist() == [0.0]
+def test_frame_change_is_the_mean_absolute_difference_of_each_pair_of_frames():
+    a = np.zeros((2, 2, 2), np.uint8)
+    b = a.copy()
+    b[0, 0, 0] = 200  # uint8 frames: 0 - 200 must not wrap around
+    assert frame_change(a, b).tolist() == [50.0, 0.0] and frame_change(b, a).tolist() == [50.0, 0.0]
+
+
+def test_each_sketch_is_held_to_the_change_between_its_consecutive_training_frames(square_run):
+    run = open_run(square_run, device="cpu")
+    split, rates = run.split(), change_rates(run)
+    for name, frames in split.sketches.items():
+        train = split.masks[name]["train"]
+        pairs = [t for t in range(1, len(frames)) if train[t] and train[t - 1]]
+        expected = np.mean([np.abs(frames[t].astype(float) - frames[t - 1]).mean() for t in pairs])
+        assert rates[name] == pytest.approx(expected, rel=1e-5) and rates[name] > 0
+    assert rates["*"] == pytest.approx(np.median([rates[n] for n in split.sketches]))
 
 
 def test_the_guard_opens_min_p_then_warms_a_stalled_stream_and_cools_it_first_when_it_boils():
-    state = MotionState(torch.zeros(1, 1, 1), (0, 0, 0.0), 1.0, torch.Generator(), target=1.0)
+    state = MotionState(torch.zeros(1, 1, 1), np.zeros((1, 1), np.uint8), (0, 0, 0.0), 1.0, torch.Generator(), target=1.0)
     for _ in range(40):
         steer(state, 0.0)
     assert state.min_p < 1.3 * MIN_P_RANGE[0] and state.heat > 2.0
@@ -54,7 +65,8 @@ def test_the_guard_opens_min_p_then_warms_a_stalled_stream_and_cools_it_first_wh
     for _ in range(80):
         steer(state, 50.0)
     assert state.heat == 1.0 and state.min_p == MIN_P_RANGE[1]
-    still = MotionState(torch.zeros(1, 1, 1), (0, 0, 0.0), 1.0, torch.Generator(), target=0.0)  # a still sketch
+    still = MotionState(torch.zeros(1, 1, 1), np.zeros((1, 1), np.uint8), (0, 0, 0.0), 1.0, torch.Generator(),
+                        target=0.0)  # a still sketch
     steer(still, 0.0)
     assert still.heat == 1.0 and still.min_p >= MotionState.min_p  # nothing to divide by zero; it holds still
 
@@ -69,6 +81,8 @@ def test_the_motion_prior_beats_copying_and_a_rollout_keeps_the_square_moving(sq
     steps = np.diff(centroid_x(frames))
     assert np.median(steps) == pytest.approx(4, abs=1.5)  # one cell to the right per frame, as in the data
     assert (frames[-8:] > 128).sum(axis=(1, 2)).min() > 30  # the square (144 pixels) is still there, if fainter
+    own = load_motion(run).change["high"]  # the guard holds the rollout near its sketch's change per frame
+    assert 0.5 * own <= frame_change(frames[1:], frames[:-1]).mean() <= 2 * own
 
 
 def test_rollouts_are_deterministic_by_seed_and_start_anywhere(square_run, tmp_path):
@@ -111,11 +125,11 @@ def test_dream_motion_writes_a_gif_and_the_bad_inputs_are_one_line(square_run, t
     assert spatial.exit_code == 1 and "--context is the motion prior's; add --motion" in spatial.output
 
 
-def test_a_motion_prior_from_before_the_movement_guard_says_how_to_retrain_it(square_run, tmp_path):
+def test_a_motion_prior_from_the_code_distance_guard_says_how_to_retrain_it(square_run, tmp_path):
     old = tmp_path / "old"
     shutil.copytree(square_run, old)
     saved = torch.load(old / "motion.pt", weights_only=True)
-    del saved["movement"]
+    saved["movement"] = saved.pop("change")  # the version before held the distance between code vectors
     torch.save(saved, old / "motion.pt")
     with pytest.raises(VqartError, match=r"another version of vqart; retrain it with `vqart prior .* --motion`"):
         generate.motion(open_run(old, device="cpu"), 4, seed=0)

@@ -476,7 +476,9 @@ def motion(
     generator = make_generator(run, seed)
     past, sketch = motion_start(run, prior, start, generator)
     state = prior.state(past, like if like is not None else sketch, temperature, generator, morph_to)
-    out = [past[-1:]]
+    out = [state.seen[None]]
+    if progress:
+        progress(1)
     for i in range(1, frames):
         if morph_to is not None:
             t = i / max(1, frames - 1)
@@ -484,10 +486,7 @@ def motion(
         out.append(advance(prior, [state], top_k=top_k, guidance=guidance))
         if progress:
             progress(1)
-    result = _decode_codes(run, as_grids(torch.cat(out), *run.grid_size))
-    if progress:
-        progress(1)
-    return result
+    return np.concatenate(out)
 
 
 def dream(

@@ -13,7 +13,7 @@ import numpy as np
 
 from vqart import generate
 from vqart.errors import VqartError
-from vqart.prior import PRIOR_FILE, as_grids
+from vqart.prior import PRIOR_FILE
 from vqart.prior.motion import MOTION_FILE, MotionState, advance
 from vqart.run import Run
 from vqart.server.validate import PayloadError, Ref
@@ -130,9 +130,7 @@ class Engine:
     def advance(self, states: list[MotionState]) -> np.ndarray:
         """The next frame of every motion stream, in one batched model call: uint8 (B, H, W)."""
         with self._model():
-            prior = generate.cached_motion(self.run)
-            tokens = advance(prior, states)
-            return self.run.decode_codes(as_grids(tokens, *self.run.grid_size))
+            return advance(generate.cached_motion(self.run), states)
 
     def reconstruct(self, image: np.ndarray) -> np.ndarray:
         """The model's reconstruction of one image as uint8 (1, H, W)."""
