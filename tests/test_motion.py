@@ -54,8 +54,13 @@ def test_each_sketch_is_held_to_the_change_between_its_consecutive_training_fram
     assert rates["*"] == pytest.approx(np.median([rates[n] for n in split.sketches]))
 
 
+def stream(target: float) -> MotionState:
+    """A stream of one 1x1 frame held to `target`: all the guard looks at."""
+    return MotionState(torch.zeros(1, 1, 1), np.zeros((1, 1), np.uint8), (0, 0, 0.0), 1.0, torch.Generator(), target)
+
+
 def test_the_guard_opens_min_p_then_warms_a_stalled_stream_and_cools_it_first_when_it_boils():
-    state = MotionState(torch.zeros(1, 1, 1), np.zeros((1, 1), np.uint8), (0, 0, 0.0), 1.0, torch.Generator(), target=1.0)
+    state = stream(target=1.0)
     for _ in range(40):
         steer(state, 0.0)
     assert state.min_p < 1.3 * MIN_P_RANGE[0] and state.heat > 2.0
@@ -65,8 +70,7 @@ def test_the_guard_opens_min_p_then_warms_a_stalled_stream_and_cools_it_first_wh
     for _ in range(80):
         steer(state, 50.0)
     assert state.heat == 1.0 and state.min_p == MIN_P_RANGE[1]
-    still = MotionState(torch.zeros(1, 1, 1), np.zeros((1, 1), np.uint8), (0, 0, 0.0), 1.0, torch.Generator(),
-                        target=0.0)  # a still sketch
+    still = stream(target=0.0)  # a still sketch
     steer(still, 0.0)
     assert still.heat == 1.0 and still.min_p >= MotionState.min_p  # nothing to divide by zero; it holds still
 
