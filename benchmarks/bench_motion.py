@@ -28,7 +28,7 @@ from common import OUT, PRIOR_RUN, heldout_data, short_run
 from vqart import export, generate
 from vqart.data import load_frames
 from vqart.prior import as_tokens, load_prior, spatial_steps, train_prior
-from vqart.prior.motion import train_motion
+from vqart.prior.motion import frame_change, train_motion
 from vqart.run import Run, open_run
 
 TITLE = "Motion: the temporal prior's next-frame bits, 300-frame rollouts, speed (CPU, 64x64)"
@@ -37,8 +37,8 @@ SMOOTH = ("waves", "lissajous", "flowfield", "tree")  # the ones whose real moti
 
 
 def change(frames: np.ndarray) -> np.ndarray:
-    """Mean absolute difference (0-255) between consecutive frames."""
-    return np.abs(np.diff(frames.astype(np.float32), axis=0)).mean(axis=(1, 2))
+    """Mean absolute difference (0-255) between consecutive frames: what the rollouts' guard holds."""
+    return frame_change(frames[1:], frames[:-1])
 
 
 def flow(frames: np.ndarray) -> float:
