@@ -32,6 +32,18 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def place(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The model moved to `device`; on the CPU its convolution weights are stored channels-last.
+
+    oneDNN runs convolutions channels-last natively and otherwise reorders every weight and activation on
+    every call. Measured on a 2-core x86 CPU with the default 64x64 FSQ model: a training step of 64 frames
+    356 -> 278 ms, decoding 64 frames 99 -> 48 ms, the same outputs to 1e-6. Other devices are left as they
+    are (unmeasured here)."""
+    if device.type == "cpu":
+        return model.to(device, memory_format=torch.channels_last)
+    return model.to(device)
+
+
 @cache
 def cpu_has_bf16() -> bool:
     """True when the CPU has native bf16 arithmetic (avx512_bf16 or amx_bf16), where bf16 autocast pays."""

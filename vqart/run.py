@@ -13,7 +13,7 @@ import torch
 from vqart.checkpoint import load_checkpoint, load_weights
 from vqart.config import config_from_dict
 from vqart.data import Split, load_frames, split_frames
-from vqart.device import pick_device
+from vqart.device import pick_device, place
 from vqart.errors import VqartError
 from vqart.model.vqvae import VAE, VQVAE, build_model
 
@@ -126,7 +126,7 @@ def open_run(path: str | Path, device: str = "auto", checkpoint: str = "best") -
     if checkpoint == "best" and not ckpt_file.is_file():
         ckpt_file = path / "checkpoints" / "last.pt"  # a run interrupted before its first validation
     state = load_checkpoint(ckpt_file, map_location=dev)
-    model = build_model(model_config).to(dev)
+    model = place(build_model(model_config), dev)
     load_weights(model, state["model"], ckpt_file)
     model.eval()
     ds = model.downsample

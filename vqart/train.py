@@ -32,7 +32,7 @@ from vqart.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from vqart.config import Config, TrainConfig, config_from_dict, load_config
 from vqart.controls import Control
 from vqart.data import Split, load_frames, split_frames
-from vqart.device import autocast_dtype, pick_device
+from vqart.device import autocast_dtype, pick_device, place
 from vqart.errors import VqartError
 from vqart.metrics import edge_l1, evaluate
 from vqart.model.vqvae import VAE, VQVAE, build_model
@@ -434,7 +434,7 @@ class Trainer:
         if not len(test) or not best.is_file():
             return None
         ckpt = load_checkpoint(best, map_location=self.device)
-        model = build_model(self.cfg.model).to(self.device)
+        model = place(build_model(self.cfg.model), self.device)
         load_weights(model, ckpt["model"], best)
         return {**evaluate(model, test, self.device, self.dtype), "epoch": ckpt["metrics"]["epoch"]}
 
@@ -491,7 +491,7 @@ def train(
     split = split_frames(load_frames(data_dir), cfg.train)
     frame_size = tuple(int(s) for s in split.frames("train").shape[1:])
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model).to(dev)
+    model = place(build_model(cfg.model), dev)
     model.check_size(*frame_size)
     if saved and tuple(saved["frame_size"]) != frame_size:
         raise VqartError(f"{data_dir} holds {frame_size[1]}x{frame_size[0]} frames but the run was trained on "
