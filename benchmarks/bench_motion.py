@@ -10,9 +10,9 @@ the mean absolute difference (0-255) between consecutive frames; "frozen" is a 3
 sketch's own; flow is the correlation of the signed change at t and t+1 (real motion carries on: 0.5-0.93 on
 waves, lissajous, flowfield and tree; boiling texture about -0.1); "looks like a frame" compares the spatial
 prior's bits per code on frames 200-300 with its bits on the sketch's real test frames. Under the rollouts, a
-"why" row per smooth sketch shows where its own flow lives: the flow of its captures decoded from their first 1, 2
-and 4 levels only, and how many cells change code per frame at the first and last level, own and rollout (the
-rollout's frames encoded again, as the captures are).
+"why" row per smooth sketch separates the tokenizer from the prior: the flow of its captures encoded and decoded
+frame by frame (what a rollout whose codes were the captures' own would show), and one step drawn from the real
+past of each test frame against the captures' own step, both decoded.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from common import OUT, PRIOR_RUN, heldout_data, short_run
 from vqart import export, generate
 from vqart.data import load_frames
 from vqart.prior import as_tokens, load_prior, spatial_steps, train_prior
-from vqart.prior.motion import frame_change, train_motion
+from vqart.prior.motion import frame_change, load_motion, train_motion
 from vqart.run import Run, open_run
 
 TITLE = "Motion: the temporal prior's next-frame bits, 300-frame rollouts, speed (CPU, 64x64)"
@@ -41,24 +41,43 @@ def change(frames: np.ndarray) -> np.ndarray:
     return frame_change(frames[1:], frames[:-1])
 
 
-def flow(frames: np.ndarray) -> float:
-    """Mean correlation between the signed change at t and at t+1 (pixels as samples)."""
-    d = np.diff(frames.astype(np.float32), axis=0).reshape(len(frames) - 1, -1)
-    corr = [np.corrcoef(a, b)[0, 1] for a, b in zip(d[:-1], d[1:]) if a.std() > 0 and b.std() > 0]
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean correlation between matching rows of two stacks of changes (pixels as samples)."""
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    corr = [np.corrcoef(x, y)[0, 1] for x, y in zip(a, b) if x.std() > 0 and y.std() > 0]
     return float(np.mean(corr)) if corr else float("nan")
 
 
-def coarse_flows(run: Run, frames: np.ndarray, counts: tuple[int, ...] = (1, 2, 4)) -> list[float]:
-    """Where motion lives in the codes: the flow of frames encoded and decoded from their first n levels only,
-    one per n in counts."""
-    codes = run.encode_codes(frames)
-    return [flow(run.decode(run.model.quantizer.lookup(codes[:, :n]))) for n in counts]
+def flow(frames: np.ndarray) -> float:
+    """Mean correlation between the signed change at t and at t+1 (pixels as samples)."""
+    d = np.diff(frames.astype(np.float32), axis=0)
+    return _correlation(d[:-1], d[1:])
 
 
-def code_changes(run: Run, frames: np.ndarray) -> list[float]:
-    """The share of cells whose code changes from one frame to the next, level by level (frames encoded)."""
-    codes = run.encode_codes(frames)
-    return (codes[1:] != codes[:-1]).float().mean(dim=(0, 2, 3)).tolist()
+def coded_flow(run: Run, frames: np.ndarray) -> float:
+    """The flow of frames encoded and decoded, each on its own: the most a rollout decoded frame by frame can
+    show of the sketch's motion when its codes are the captures' own."""
+    return flow(run.decode_codes(run.encode_codes(frames)))
+
+
+def step_flows(run: Run, frames: np.ndarray, targets: np.ndarray, sketch: str) -> tuple[float, float]:
+    """One step from the real past, for target frames t (indices into `frames`): the correlation between the
+    change to t and the captures' change from t-2 to t-1, all decoded; (the motion prior's drawn step, as a
+    rollout's first frame is drawn; the captures' own step through the VQ-VAE)."""
+    prior = load_motion(run)
+    k = prior.model.context_frames
+    tokens = as_tokens(run.encode_codes(frames))
+    targets = targets[targets >= max(k, 2)]
+    if not len(targets):
+        return float("nan"), float("nan")
+    past = torch.stack([tokens[t - k : t] for t in targets])
+    label = prior.model.label_vectors(torch.full((len(past),), prior.label(sketch), device=past.device))
+    drawn = prior.model.next_frame(past, label, steps=prior.steps, temperature=torch.ones(len(past)), top_k=None,
+                                   guidance=1.0, generator=torch.Generator(device=past.device).manual_seed(0))
+    coded = prior.decode(tokens).astype(np.float32)
+    before, last = coded[targets - 2], coded[targets - 1]
+    return (_correlation(prior.decode(drawn).astype(np.float32) - last, last - before),
+            _correlation(coded[targets] - last, last - before))
 
 
 def spatial_bits(run: Run, frames: np.ndarray, sketch: str) -> float:
@@ -87,13 +106,12 @@ def judge(run: Run, name: str, frames: np.ndarray, real: np.ndarray, real_test: 
     return result
 
 
-def _why(run: Run, name: str, real: np.ndarray, tail: np.ndarray) -> dict:
-    """A row on why a smooth sketch's rollout flow misses: how the sketch's own flow builds up over the levels."""
-    flows, real_changed, tail_changed = coarse_flows(run, real), code_changes(run, real), code_changes(run, tail)
-    levels = run.model.levels
-    return _row(f"  why, {name}: own flow from the first 1, 2, 4 of {levels} levels {', '.join(f'{f:.2f}' for f in flows)}; "
-                f"codes changed per frame at levels 1 and {levels}: own {real_changed[0]:.0%}, {real_changed[-1]:.0%}, "
-                f"rollout {tail_changed[0]:.0%}, {tail_changed[-1]:.0%}", "")
+def _why(run: Run, name: str, real: np.ndarray, targets: np.ndarray) -> dict:
+    """A row on why a smooth sketch's rollout flow misses: its captures' flow through the VQ-VAE, and one step
+    the motion prior draws from the real past (test targets) against the captures' own step through the VQ-VAE."""
+    drawn, coded = step_flows(run, real, targets, name)
+    return _row(f"  why, {name}: own flow {flow(real):.2f}, through the VQ-VAE {coded_flow(run, real):.2f}; one step "
+                f"from the real past: drawn {drawn:.2f}, the captures' own through the VQ-VAE {coded:.2f}", "")
 
 
 def _row(measure: str, value, unit: str = "", target: str = "", ok: bool | None = None) -> dict:
@@ -128,8 +146,8 @@ def run(quick: bool = False) -> list[dict]:
         test = split.sketches[name][split.masks[name]["test"]] if split.masks[name]["test"].any() else data[name]
         r = judge(run, name, frames, data[name], test)
         passed += bool(r["ok"])
-        if name in SMOOTH and run.model.levels >= 4:
-            whys.append(_why(run, name, data[name], frames[2 * length // 3 :]))
+        if name in SMOOTH:
+            whys.append(_why(run, name, data[name], np.flatnonzero(split.masks[name]["test"])))
         rows.append(_row(f"rollout {name}: change {r['change']:.2f}x own, flow {r['flow']:.2f} (own {r['own_flow']:.2f}), "
                          f"frame bits {r['bits']:.2f}x{', FROZEN' if r['frozen'] else ''}", "pass" if r["ok"] else "miss"))
         sheet.append(frames[[0, length // 3, 2 * length // 3, length - 1]])
