@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from vqart.data import load_frames
 from vqart.errors import VqartError
 from vqart.run import open_run
 
@@ -38,6 +40,21 @@ def test_open_run_round_trips_uint8_frames(tiny_run, frames_dir):
     out = run.decode_codes(codes)
     assert out.shape == (3, 64, 64) and out.dtype == np.uint8
     np.testing.assert_array_equal(run.decode(run.quantize(z)), out)
+
+
+def test_on_the_cpu_a_run_computes_channels_last_with_the_plain_layouts_results(tiny_run, frames_dir):
+    run = open_run(tiny_run, device="cpu")
+    convs = [m for m in run.model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    plain = copy.deepcopy(run.model).to(memory_format=torch.contiguous_format)
+    assert not all(c.weight.is_contiguous(memory_format=torch.channels_last)
+                   for c in plain.modules() if isinstance(c, torch.nn.Conv2d))
+    frames = torch.from_numpy(load_frames(frames_dir)["orbits"][:8])[:, None].float() / 255.0
+    with torch.no_grad():
+        codes = run.model.quantize(run.model.encode(frames))[1]
+        same = (codes == plain.quantize(plain.encode(frames))[1]).float().mean()
+        assert same > 0.999  # a channel within float error of a rounding boundary may round the other way
+        torch.testing.assert_close(run.model.decode_codes(codes), plain.decode_codes(codes), atol=1e-5, rtol=0)
 
 
 def test_open_run_refuses_frames_of_another_size_and_missing_runs(tiny_run, tmp_path):
