@@ -28,7 +28,7 @@ from common import OUT, PRIOR_RUN, heldout_data, short_run
 from vqart import export, generate
 from vqart.data import load_frames
 from vqart.prior import as_tokens, load_prior, spatial_steps, train_prior
-from vqart.prior.motion import frame_change, load_motion, train_motion
+from vqart.prior.motion import frame_change, train_motion
 from vqart.run import Run, open_run
 
 TITLE = "Motion: the temporal prior's next-frame bits, 300-frame rollouts, speed (CPU, 64x64)"
@@ -54,19 +54,12 @@ def flow(frames: np.ndarray) -> float:
     return _correlation(d[:-1], d[1:])
 
 
-def coded_flow(run: Run, frames: np.ndarray) -> float:
-    """The flow of frames encoded and decoded, each on its own: the most a rollout decoded frame by frame can
-    show of the sketch's motion when its codes are the captures' own."""
-    return flow(run.decode_codes(run.encode_codes(frames)))
-
-
-def step_flows(run: Run, frames: np.ndarray, targets: np.ndarray, sketch: str) -> tuple[float, float]:
-    """One step from the real past, for target frames t (indices into `frames`): the correlation between the
-    change to t and the captures' change from t-2 to t-1, all decoded; (the motion prior's drawn step, as a
-    rollout's first frame is drawn; the captures' own step through the VQ-VAE)."""
-    prior = load_motion(run)
+def step_flows(run: Run, tokens: torch.Tensor, coded: np.ndarray, targets: np.ndarray, sketch: str) -> tuple[float, float]:
+    """One step from the real past, for target frames t (indices into the captures `tokens` (N, L, P), decoded as
+    `coded`): the correlation between the change to t and the captures' change from t-2 to t-1, all decoded;
+    (the motion prior's drawn step, as a rollout's first frame is drawn; the captures' own step)."""
+    prior = generate.cached_motion(run)
     k = prior.model.context_frames
-    tokens = as_tokens(run.encode_codes(frames))
     targets = targets[targets >= max(k, 2)]
     if not len(targets):
         return float("nan"), float("nan")
@@ -74,7 +67,7 @@ def step_flows(run: Run, frames: np.ndarray, targets: np.ndarray, sketch: str) -
     label = prior.model.label_vectors(torch.full((len(past),), prior.label(sketch), device=past.device))
     drawn = prior.model.next_frame(past, label, steps=prior.steps, temperature=torch.ones(len(past)), top_k=None,
                                    guidance=1.0, generator=torch.Generator(device=past.device).manual_seed(0))
-    coded = prior.decode(tokens).astype(np.float32)
+    coded = coded.astype(np.float32)
     before, last = coded[targets - 2], coded[targets - 1]
     return (_correlation(prior.decode(drawn).astype(np.float32) - last, last - before),
             _correlation(coded[targets] - last, last - before))
@@ -107,11 +100,15 @@ def judge(run: Run, name: str, frames: np.ndarray, real: np.ndarray, real_test: 
 
 
 def _why(run: Run, name: str, real: np.ndarray, targets: np.ndarray) -> dict:
-    """A row on why a smooth sketch's rollout flow misses: its captures' flow through the VQ-VAE, and one step
-    the motion prior draws from the real past (test targets) against the captures' own step through the VQ-VAE."""
-    drawn, coded = step_flows(run, real, targets, name)
-    return _row(f"  why, {name}: own flow {flow(real):.2f}, through the VQ-VAE {coded_flow(run, real):.2f}; one step "
-                f"from the real past: drawn {drawn:.2f}, the captures' own through the VQ-VAE {coded:.2f}", "")
+    """A row on why a smooth sketch's rollout flow misses: its captures' flow through the VQ-VAE, each frame
+    encoded and decoded on its own (the most a rollout decoded frame by frame can show of the sketch's motion
+    when its codes are the captures' own), and one step the motion prior draws from the real past (test targets)
+    against the captures' own step through the VQ-VAE."""
+    tokens = as_tokens(run.encode_codes(real))
+    coded = generate.cached_motion(run).decode(tokens)
+    drawn, own_step = step_flows(run, tokens, coded, targets, name)
+    return _row(f"  why, {name}: own flow {flow(real):.2f}, through the VQ-VAE {flow(coded):.2f}; one step "
+                f"from the real past: drawn {drawn:.2f}, the captures' own through the VQ-VAE {own_step:.2f}", "")
 
 
 def _row(measure: str, value, unit: str = "", target: str = "", ok: bool | None = None) -> dict:
