@@ -11,8 +11,9 @@ sketch's own; flow is the correlation of the signed change at t and t+1 (real mo
 waves, lissajous, flowfield and tree; boiling texture about -0.1); "looks like a frame" compares the spatial
 prior's bits per code on frames 200-300 with its bits on the sketch's real test frames. Under the rollouts, a
 "why" row per smooth sketch separates the tokenizer from the prior: the flow of its captures encoded and decoded
-frame by frame (what a rollout whose codes were the captures' own would show), and one step drawn from the real
-past of each test frame against the captures' own step, both decoded.
+frame by frame (what a rollout whose codes were the captures' own would show), the same with the FSQ channels
+left unrounded (what the rounding alone loses of the motion), and one step drawn from the real past of each test
+frame against the captures' own step, both decoded.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from PIL import Image
 from common import OUT, PRIOR_RUN, heldout_data, short_run
 from vqart import export, generate
 from vqart.data import load_frames
+from vqart.model.fsq import FSQ
 from vqart.prior import as_tokens, load_prior, spatial_steps, train_prior
 from vqart.prior.motion import frame_change, train_motion
 from vqart.run import Run, open_run
@@ -102,12 +104,15 @@ def judge(run: Run, name: str, frames: np.ndarray, real: np.ndarray, real_test: 
 def _why(run: Run, name: str, real: np.ndarray, targets: np.ndarray) -> dict:
     """A row on why a smooth sketch's rollout flow misses: its captures' flow through the VQ-VAE, each frame
     encoded and decoded on its own (the most a rollout decoded frame by frame can show of the sketch's motion
-    when its codes are the captures' own), and one step the motion prior draws from the real past (test targets)
-    against the captures' own step through the VQ-VAE."""
+    when its codes are the captures' own), the same with its FSQ channels unrounded, and one step the motion
+    prior draws from the real past (test targets) against the captures' own step through the VQ-VAE."""
     tokens = as_tokens(run.encode_codes(real))
     coded = generate.cached_motion(run).decode(tokens)
     drawn, own_step = step_flows(run, tokens, coded, targets, name)
-    return _row(f"  why, {name}: own flow {flow(real):.2f}, through the VQ-VAE {flow(coded):.2f}; one step "
+    unrounded = ""
+    if isinstance(run.model.quantizer, FSQ):
+        unrounded = f" (its FSQ channels unrounded: {flow(run.decode(run.model.quantizer.unrounded(run.encode(real)))):.2f})"
+    return _row(f"  why, {name}: own flow {flow(real):.2f}, through the VQ-VAE {flow(coded):.2f}{unrounded}; one step "
                 f"from the real past: drawn {drawn:.2f}, the captures' own through the VQ-VAE {own_step:.2f}", "")
 
 

@@ -62,7 +62,7 @@ def short_run(scratch: Path, quick: bool) -> Path:
     data, _ = bench_data(scratch / "data", sketches=3 if quick else 6, frames=60 if quick else 120)
     model = ModelConfig(channels=16, res_blocks=1, codebook_size=32, code_dim=16, levels=2) if quick else ModelConfig()
     config = Config(model=model, train=TrainConfig(precision="fp32"))
-    return train(data, scratch / "run", config=config, minutes=0.1 if quick else 1.0, device="cpu")
+    return train(data, scratch / "run", config=config, minutes=0.1 if quick else 1.0, device="cpu", force=True)
 
 
 def prior_run(scratch: Path, quick: bool) -> Path:

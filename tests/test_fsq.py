@@ -53,6 +53,24 @@ def test_rounding_is_ordered_and_passes_gradients_straight_through():
     assert torch.all(u.grad > 0)  # the rounding itself is skipped by the gradient; only tanh's slope remains
 
 
+def test_unrounded_latents_move_smoothly_where_the_quantized_ones_step():
+    torch.manual_seed(0)
+    fsq = FSQ(tokens=2, levels=[5, 5, 5], dim=8)
+    a, b = torch.randn(2, 8, 1, 1).unbind(0)
+    path = torch.stack([a + t * (b - a) for t in torch.linspace(0, 1, 50)])  # a slow move of one cell's latent
+    with torch.no_grad():
+        quantized = fsq(path)[0].flatten(1)
+        smooth = fsq.unrounded(path).flatten(1)
+    q_moves = (quantized[1:] - quantized[:-1]).abs().sum(1) > 1e-6
+    assert 0 < int(q_moves.sum()) < 25  # a staircase: held, then a jump
+    assert bool(((smooth[1:] - smooth[:-1]).abs().sum(1) > 1e-6).all())  # every step moves
+    # The rounding is the only difference: the gap is the projection (linear, bias aside) of the rounding error.
+    with torch.no_grad():
+        bounded = fsq._bound(fsq._channels(path))
+        gap = fsq._project_out(bounded - bounded.round()) - fsq.project_out.bias[:, None, None]
+    torch.testing.assert_close(smooth - quantized, gap.flatten(1), atol=1e-5, rtol=1e-4)
+
+
 def test_an_fsq_model_trains_its_projections_and_has_no_commitment_term():
     torch.manual_seed(0)
     model = build_model(ModelConfig(channels=16, res_blocks=1, code_dim=8, levels=2, quantizer="fsq")).train()

@@ -32,12 +32,32 @@ class FSQ(nn.Module):
         self.project_out = nn.Conv2d(tokens * self.channels, dim, 1)
         self.register_buffer("ema_usage", torch.ones(tokens, self.size))  # what the health views plot
 
-    def _round(self, u: torch.Tensor) -> torch.Tensor:
-        """Channels (..., C) -> integer values in [-half_width, levels - 1 - half_width], straight-through."""
+    def _bound(self, u: torch.Tensor) -> torch.Tensor:
+        """Channels (..., C) -> real values in [-half_width, levels - 1 - half_width], before rounding."""
         half = (self.levels - 1) * (1 + 1e-3) / 2
         offset = (self.levels % 2 == 0).float() * 0.5  # even levels: values are centred between integers
-        bounded = torch.tanh(u + torch.atanh(offset / half)) * half - offset
+        return torch.tanh(u + torch.atanh(offset / half)) * half - offset
+
+    def _round(self, u: torch.Tensor) -> torch.Tensor:
+        """Channels (..., C) -> integer values in [-half_width, levels - 1 - half_width], straight-through."""
+        bounded = self._bound(u)
         return bounded + (bounded.round() - bounded).detach()
+
+    def _channels(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, D, h, w) -> its groups' channels before bounding (B, L, h, w, C)."""
+        b, _, h, w = z.shape
+        return self.project_in(z.float()).view(b, self.tokens, self.channels, h, w).movedim(2, -1)
+
+    def _project_out(self, q: torch.Tensor) -> torch.Tensor:
+        """Channel values (B, L, h, w, C) -> the decoder's input (B, D, h, w)."""
+        b, _, h, w, _ = q.shape
+        return self.project_out((q / self.half_width).movedim(-1, 2).reshape(b, -1, h, w))
+
+    @torch.no_grad()
+    def unrounded(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, D, h, w) -> what the decoder would get if the channels were not rounded (B, D, h, w): how much
+        of a picture, or of its motion from frame to frame, the rounding alone loses."""
+        return self._project_out(self._bound(self._channels(z)))
 
     def _values(self, codes: torch.Tensor) -> torch.Tensor:
         """Integer codes (...) -> their channel values (..., C) in [-1, 1]."""
@@ -46,12 +66,10 @@ class FSQ(nn.Module):
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """z (B, D, h, w) -> (z_q (B, D, h, w), codes (B, L, h, w), a zero commitment loss, counts (L, K))."""
-        b, _, h, w = z.shape
         with torch.autocast(z.device.type, enabled=False):
-            u = self.project_in(z.float()).view(b, self.tokens, self.channels, h, w).movedim(2, -1)
-            q = self._round(u)  # (B, L, h, w, C)
+            q = self._round(self._channels(z))  # (B, L, h, w, C)
             codes = ((q.detach() + self.half_width).long() * self.basis).sum(-1)
-            z_q = self.project_out((q / self.half_width).movedim(-1, 2).reshape(b, -1, h, w))
+            z_q = self._project_out(q)
         counts = torch.stack([torch.bincount(c.flatten(), minlength=self.size) for c in codes.unbind(1)])
         if self.training and torch.is_grad_enabled():
             self.ema_usage.lerp_(counts.float(), 1.0 - self.decay)
