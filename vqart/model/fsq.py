@@ -57,7 +57,8 @@ class FSQ(nn.Module):
     def unrounded(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, D, h, w) -> what the decoder would get if the channels were not rounded (B, D, h, w): how much
         of a picture, or of its motion from frame to frame, the rounding alone loses."""
-        return self._project_out(self._bound(self._channels(z)))
+        with torch.autocast(z.device.type, enabled=False):  # in float32, as `forward` computes its channels
+            return self._project_out(self._bound(self._channels(z)))
 
     def _values(self, codes: torch.Tensor) -> torch.Tensor:
         """Integer codes (...) -> their channel values (..., C) in [-1, 1]."""
