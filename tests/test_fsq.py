@@ -120,7 +120,7 @@ def test_the_priors_and_dreams_work_on_an_fsq_run(fsq_run, tmp_path):
     first = generate.sample_codes(run, 2, seed=4)
     assert first.shape == (2, 2, 16, 16) and int(first.max()) < 16
     np.testing.assert_array_equal(first, generate.sample_codes(run, 2, seed=4))
-    train_motion(run, minutes=0.03, dim=32, depth=1, heads=2)
+    assert train_motion(run, minutes=0.03, dim=32, depth=1, heads=2)["started_from"] == "spatial prior"
     engine = Engine(open_run(fsq_run, device="cpu"))
     try:
         assert engine.info()["quantizer"] == "fsq" and engine.info()["motion"]

@@ -14,8 +14,10 @@ from synthetic import sliding_square
 from vqart import generate
 from vqart.cli import cli
 from vqart.errors import VqartError
-from vqart.prior.motion import (MIN_P_RANGE, MotionState, change_rates, frame_change, level_weights, load_motion,
-                                motion_data, steer, train_motion)
+from vqart.prior.grid import GridConfig
+from vqart.prior.motion import (MIN_P_RANGE, MotionModel, MotionState, change_rates, frame_change, level_weights,
+                                load_motion, motion_data, start_from_spatial, steer, train_motion)
+from vqart.prior.spatial import SpatialPrior
 from vqart.run import open_run
 
 torch.set_num_threads(1)
@@ -52,6 +54,22 @@ def test_each_sketch_is_held_to_the_change_between_its_consecutive_training_fram
         expected = np.mean([np.abs(frames[t].astype(float) - frames[t - 1]).mean() for t in pairs])
         assert rates[name] == pytest.approx(expected, rel=1e-5) and rates[name] > 0
     assert rates["*"] == pytest.approx(np.median([rates[n] for n in split.sketches]))
+
+
+def test_the_motion_prior_starts_from_the_spatial_prior_when_their_shapes_agree():
+    cfg = GridConfig(codebook_size=16, levels=2, height=4, width=4, dim=32, depth=2, heads=2)
+    spatial = SpatialPrior(cfg, ["a", "b"])
+    model = MotionModel(GridConfig(**{**cfg.__dict__, "sources": 9}), context=2, labels=2)
+    pointer = model.grid.depth_head.pointer.weight.clone()
+    assert start_from_spatial(model, spatial) == "spatial prior"
+    ours = model.grid.state_dict()
+    for name, weight in spatial.grid.state_dict().items():
+        torch.testing.assert_close(ours[name], weight)
+    torch.testing.assert_close(model.grid.depth_head.pointer.weight, pointer)  # the spatial prior has none
+    other = MotionModel(GridConfig(**{**cfg.__dict__, "sources": 9, "dim": 64}), context=2, labels=2)
+    before = {k: v.clone() for k, v in other.state_dict().items()}
+    assert start_from_spatial(other, spatial) is None and start_from_spatial(other, None) is None
+    assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())
 
 
 def stream(target: float) -> MotionState:

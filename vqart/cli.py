@@ -180,6 +180,8 @@ def prior_command(run, motion, minutes, context, seed, device) -> None:
     if motion:
         others = ", ".join(f"{name} {bits:.2f}" for name, bits in m["baselines"].items())
         click.echo(f"baselines, bits per code: {others}")
+        if m["started_from"]:
+            click.echo(f"started from the {m['started_from']}'s weights")
 
 
 def _bits_table(title: str, m: dict, baseline: str) -> None:

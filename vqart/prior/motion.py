@@ -1,15 +1,16 @@
 """The motion prior: the next frame's codes given the codes of the previous K frames and, optionally, a sketch.
 
-A conditional MaskGIT over the next frame (Genie, TECO, MaskViT): every cell's input is its next-frame
-embedding (masked or revealed) plus the context, the previous K frames' embeddings of that cell side by side
-mapped to one vector, and a sketch label's embedding, so a pass stays h * w tokens wide and reuses the spatial
-prior's grid-aware blocks and depth head. (Summed, each with its lag's embedding as in Genie, A-then-B reads
-the same as B-then-A, and which way a thing moves is lost: on the select frames, after 10 minutes each,
-4.23 bits per code summed and 4.12 mapped, the mapped run having had 17% more steps.) Copying the last frame
-is the attractor such a model falls into, and its own small errors compound in a rollout; so training
-corrupts the context (a random share of its codes replaced, as GameNGen and DIAMOND noise theirs), and drops
-the label 10% of the time, which makes classifier-free guidance possible (Phenaki): `like` steers a rollout
-toward a sketch, `morph` blends two labels.
+A conditional MaskGIT over the next frame (Genie, TECO, MaskViT): every cell's input is its next-frame embedding
+(masked or revealed) plus the context, the previous K frames' embeddings of that cell side by side mapped to one
+vector, and a sketch label's embedding, so a pass stays h * w tokens wide and reuses the spatial prior's
+grid-aware blocks and depth head, starting from the spatial prior's weights when the run has one of its shape (a
+frame's look is known, and the minutes go to motion). (Summed, each with its lag's embedding as in Genie,
+A-then-B reads the same as B-then-A, and which way a thing moves is lost: on the select frames, after 10 minutes
+each, 4.23 bits per code summed and 4.12 mapped, the mapped run having had 17% more steps.) Copying the last
+frame is the attractor such a model falls into, and its own small errors compound in a rollout; so training
+corrupts the context (a random share of its codes replaced, as GameNGen and DIAMOND noise theirs), and drops the
+label 10% of the time, which makes classifier-free guidance possible (Phenaki): `like` steers a rollout toward a
+sketch, `morph` blends two labels.
 Rollouts draw with min-p (codes less than min_p times as likely as the likeliest are never drawn): measured on
 the bundled sketches, a next frame drawn from the full distribution decodes to 15 dB against the true one
 (copying the last frame: 22 dB), because a wrongly changed code at any level is noise; at min-p 0.3 frames stay
@@ -27,7 +28,7 @@ much as their sketch (four of eight over 2x) and one of eight passed the benchma
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -40,6 +41,7 @@ from vqart.prior.blocks import Generators
 from vqart.prior.fit import BATCH_SIZE, fit
 from vqart.prior.grid import GridConfig, GridModel, fewest_steps
 from vqart.prior.spatial import (
+    SpatialPrior,
     as_grids,
     bits_report,
     encode_tokens,
@@ -311,6 +313,7 @@ def train_motion(run: Run, minutes: float = 2.0, *, context: int = 2, seed: int 
     cfg = GridConfig(run.model.codebook_size, run.model.levels, *run.grid_size, **{"sources": 9, **shape})
     torch.manual_seed(seed)
     model = MotionModel(cfg, context, len(data.names)).to(run.device)
+    started_from = start_from_spatial(model, load_prior(run))
     train_rows, select_rows = data.pairs["train"], data.pairs["select"]
     probe = data.batch(select_rows[:: max(1, len(select_rows) // 48)])
 
@@ -324,11 +327,25 @@ def train_motion(run: Run, minutes: float = 2.0, *, context: int = 2, seed: int 
     steps = fewest_steps(lambda s: float(model.bits(*select, steps=s).sum()), steps)
     metrics = motion_report(run, model, data, steps)
     metrics.update({"train_steps": history["steps"], "minutes": minutes, "seed": seed, "context": context,
+                    "started_from": started_from,
                     "params": sum(p.numel() for p in model.parameters()), "config": asdict(cfg)})
     save_model(run, model, cfg, MOTION_FILE, context=context, sketches=data.names, steps=steps,
                change=change_rates(run))
     write_json(run.path / MOTION_METRICS, metrics)
     return metrics
+
+
+def start_from_spatial(model: MotionModel, spatial: SpatialPrior | None) -> str | None:
+    """Start the motion prior's grid model from the spatial prior's weights when their shapes agree (its pointer
+    alone starts fresh): what a frame of these codes looks like is then known from the first step, and the
+    minutes go to how frames follow each other. Returns what it started from ("spatial prior", or None).
+
+    Measured on the demo run (4-minute VQ-VAE and spatial prior), 4 minutes each, bits on the test pairs: 21.1%
+    fewer than the count model started from the spatial prior, 16.1% from scratch (1,754 and 1,753 steps)."""
+    if spatial is None or replace(spatial.cfg, sources=model.cfg.sources) != model.cfg:
+        return None
+    model.grid.load_state_dict(spatial.grid.state_dict(), strict=False)
+    return "spatial prior"
 
 
 def motion_report(run: Run, model: MotionModel, data: MotionData, steps: int) -> dict:
