@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -59,14 +60,14 @@ def test_each_sketch_is_held_to_the_change_between_its_consecutive_training_fram
 def test_the_motion_prior_starts_from_the_spatial_prior_when_their_shapes_agree():
     cfg = GridConfig(codebook_size=16, levels=2, height=4, width=4, dim=32, depth=2, heads=2)
     spatial = SpatialPrior(cfg, ["a", "b"])
-    model = MotionModel(GridConfig(**{**cfg.__dict__, "sources": 9}), context=2, labels=2)
+    model = MotionModel(replace(cfg, sources=9), context=2, labels=2)
     pointer = model.grid.depth_head.pointer.weight.clone()
     assert start_from_spatial(model, spatial) == "spatial prior"
     ours = model.grid.state_dict()
     for name, weight in spatial.grid.state_dict().items():
         torch.testing.assert_close(ours[name], weight)
     torch.testing.assert_close(model.grid.depth_head.pointer.weight, pointer)  # the spatial prior has none
-    other = MotionModel(GridConfig(**{**cfg.__dict__, "sources": 9, "dim": 64}), context=2, labels=2)
+    other = MotionModel(replace(cfg, sources=9, dim=64), context=2, labels=2)
     before = {k: v.clone() for k, v in other.state_dict().items()}
     assert start_from_spatial(other, spatial) is None and start_from_spatial(other, None) is None
     assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())

@@ -313,7 +313,8 @@ def train_motion(run: Run, minutes: float = 2.0, *, context: int = 2, seed: int 
     cfg = GridConfig(run.model.codebook_size, run.model.levels, *run.grid_size, **{"sources": 9, **shape})
     torch.manual_seed(seed)
     model = MotionModel(cfg, context, len(data.names)).to(run.device)
-    started_from = start_from_spatial(model, load_prior(run))
+    spatial = load_prior(run)
+    started_from = start_from_spatial(model, spatial)
     train_rows, select_rows = data.pairs["train"], data.pairs["select"]
     probe = data.batch(select_rows[:: max(1, len(select_rows) // 48)])
 
@@ -325,7 +326,7 @@ def train_motion(run: Run, minutes: float = 2.0, *, context: int = 2, seed: int 
                   max_steps=max_steps, lr=lr, seed=seed, device=run.device, on_step=on_step)
     select = data.batch(select_rows[:: max(1, len(select_rows) // 256)])
     steps = fewest_steps(lambda s: float(model.bits(*select, steps=s).sum()), steps)
-    metrics = motion_report(run, model, data, steps)
+    metrics = motion_report(run, model, data, steps, spatial)
     metrics.update({"train_steps": history["steps"], "minutes": minutes, "seed": seed, "context": context,
                     "started_from": started_from,
                     "params": sum(p.numel() for p in model.parameters()), "config": asdict(cfg)})
@@ -350,9 +351,10 @@ def start_from_spatial(model: MotionModel, spatial: SpatialPrior | None) -> str 
     return "spatial prior"
 
 
-def motion_report(run: Run, model: MotionModel, data: MotionData, steps: int) -> dict:
+def motion_report(run: Run, model: MotionModel, data: MotionData, steps: int, spatial: SpatialPrior | None) -> dict:
     """Held-out bits of the next frame (test targets, or select when there are none) for the model and the
-    baselines; the count model's smoothing is chosen on the select targets, never on the reported ones."""
+    baselines (the run's spatial prior among them, when it has one); the count model's smoothing is chosen on
+    the select targets, never on the reported ones."""
     held_part = "test" if len(data.pairs["test"]) else "select"
     held, k = data.pairs[held_part], run.model.codebook_size
     past, target, labels = data.batch(held)
@@ -364,7 +366,6 @@ def motion_report(run: Run, model: MotionModel, data: MotionData, steps: int) ->
         "count model (previous code, 3x3 neighbourhood)": counts.bits(held, smoothing),
         "unigram": unigram_bits(data.batch(data.pairs["train"])[1], target, k),
     }
-    spatial = load_prior(run)
     if spatial is not None:
         sketches = torch.tensor([spatial.label(data.names[i]) for i in labels.tolist()], device=target.device)
         baselines["spatial prior"] = spatial.bits(target, sketches, steps=spatial_steps(run))
