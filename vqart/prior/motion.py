@@ -8,11 +8,11 @@ frame's look is known, and the minutes go to motion). (Summed, each with its lag
 A-then-B reads the same as B-then-A, and which way a thing moves is lost: on the select frames, after 10 minutes
 each, 4.23 bits per code summed and 4.12 mapped, the mapped run having had 17% more steps.) Copying the last
 frame is the attractor such a model falls into, and its own small errors compound in a rollout; so training
-corrupts the context (a random share of its codes replaced, as GameNGen and DIAMOND noise theirs: without it, on
-the benchmark, 29.0% fewer bits than the count model against 25.4%, but rollouts whose frames lose their structure,
-1.32-1.95x the spatial prior's bits of real frames on five of eight sketches, where with it only one, 1.34x), and
-drops the label 10% of the time, which makes classifier-free guidance possible (Phenaki): `like` steers a
-rollout toward a sketch, `morph` blends two labels.
+corrupts the context (a random share of its codes replaced, as GameNGen and DIAMOND noise theirs; a benchmark run
+without it saved 29.0% of the count model's bits, against 25.4% on the run before with it, but its rollouts' frames
+lost their structure: 1.32-1.95x the spatial prior's bits of real frames on five of eight sketches, against one
+sketch at 1.34x), and drops the label 10% of the time, which makes classifier-free guidance possible (Phenaki):
+`like` steers a rollout toward a sketch, `morph` blends two labels.
 Rollouts draw with min-p (codes less than min_p times as likely as the likeliest are never drawn): measured on
 the bundled sketches, a next frame drawn from the full distribution decodes to 15 dB against the true one
 (copying the last frame: 22 dB), because a wrongly changed code at any level is noise; at min-p 0.3 frames stay
