@@ -116,6 +116,14 @@ def _why(run: Run, name: str, real: np.ndarray, targets: np.ndarray) -> dict:
                 f"from the real past: drawn {drawn:.2f}, the captures' own through the VQ-VAE {own_step:.2f}", "")
 
 
+def rollout_fps(run: Run, start: str, frames: int = 60) -> float:
+    """Frames/s of one rollout at batch 1, decoding included (one of several timings: a single one can catch a
+    stall of this shared machine, as one did at 29.4 frames/s where five more read 60-77)."""
+    started = time.perf_counter()
+    generate.motion(run, frames, seed=0, start=start)
+    return frames / (time.perf_counter() - started)
+
+
 def _row(measure: str, value, unit: str = "", target: str = "", ok: bool | None = None) -> dict:
     return {"measure": measure, "value": value, "unit": unit, "target": target, "ok": ok}
 
@@ -170,10 +178,8 @@ def run(quick: bool = False) -> list[dict]:
         alive += ok
         rows.append(_row(f"held-out start {name}: change {c.mean() / median_own:.2f}x the bundled median", "pass" if ok else "miss"))
     rows.append(_row("rollouts from held-out sketches alive for the whole rollout", alive, "of 4", "== 4", alive == 4))
-    started = time.perf_counter()
-    generate.motion(run, 60, seed=0, start=f"{names[0]}:10")
-    fps = 60 / (time.perf_counter() - started)
-    rows.append(_row("rollout speed, batch 1, decoding included", fps, "frames/s", ">= 30", bool(fps >= 30)))
+    fps = float(np.median([rollout_fps(run, f"{names[0]}:10") for _ in range(3)]))
+    rows.append(_row("rollout speed, batch 1, decoding included (median of 3)", fps, "frames/s", ">= 30", bool(fps >= 30)))
     Image.fromarray(export.contact_sheet(export.upscale(np.concatenate(sheet), 2), cols=4)).save(OUT / "motion_sheet.png")
     tiles = np.stack(gif)  # (4, T, H, W) -> a 2x2 mosaic per frame
     mosaic = np.concatenate([np.concatenate(tiles[:2], axis=2), np.concatenate(tiles[2:4], axis=2)], axis=1) \

@@ -514,3 +514,25 @@ def test_motion_without_a_motion_prior_gets_the_command_that_trains_one(conn, ti
     name, reply = conn.ask("stream", {"id": "m", "mode": "motion"})
     assert name == "error" and reply["code"] == "not_found"
     assert f"vqart prior {tiny_run} --motion" in reply["message"]
+
+
+def test_an_interpolation_decodes_on_more_threads_and_leaves_the_servers_one(tiny_run):
+    import torch
+
+    from vqart import generate
+    from vqart.run import open_run
+    from vqart.server.engine import Engine
+
+    before = torch.get_num_threads()
+    engine = Engine(open_run(tiny_run, device="cpu"))
+    try:
+        torch.set_num_threads(1)  # as `vqart serve` runs
+        path = engine.interpolate("discs:0", "boxes:5", steps=4, method="slerp")
+        assert torch.get_num_threads() == 1
+        run = engine.run
+        offline = generate.interpolate(run, generate.dataset_frame(run, "discs:0"),
+                                       generate.dataset_frame(run, "boxes:5"), steps=4)
+        assert path.shape == (4, 64, 64) and np.abs(path.astype(int) - offline).max() <= 1
+    finally:
+        engine.close()
+        torch.set_num_threads(before)

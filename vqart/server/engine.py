@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
+import torch
 
 from vqart import generate
 from vqart.errors import VqartError
@@ -23,6 +24,10 @@ log = logging.getLogger("vqart")
 # The pool refills only after this long without requests: on a 2-core machine a refill running beside
 # requests slows them (it competes for the model lock and the CPU), while idle moments are plentiful.
 QUIET_S = 0.05
+# Torch threads for a request that decodes a batch of frames at once. The server runs on one (see app._open); an
+# interpolation of 16 frames is the one request big enough for a second to pay: 29 ms on one thread, 17 on two
+# (the benchmark's run, this 2-core machine), where its target is 30 ms.
+BATCH_THREADS = 2
 
 
 class Engine:
@@ -91,7 +96,7 @@ class Engine:
     def interpolate(self, a: Ref, b: Ref, steps: int, method: str) -> np.ndarray:
         """Frames from a to b as uint8 (steps, H, W)."""
         fa, fb = self.frame(a), self.frame(b)
-        with self._model():
+        with self._model(), _threads(BATCH_THREADS):
             return generate.interpolate(self.run, fa, fb, steps=steps, method=method)
 
     def walk(
@@ -188,6 +193,17 @@ class Engine:
                 return
             with self._state:
                 self._pool.extend(batch)
+
+
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """Run the body with n torch threads, then the count before it (calls hold the model lock: none overlap)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _dataset(run: Run) -> dict[str, np.ndarray]:
