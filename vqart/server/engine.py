@@ -26,7 +26,7 @@ log = logging.getLogger("vqart")
 QUIET_S = 0.05
 # Torch threads for a request that decodes a batch of frames at once. The server runs on one (see app._open); an
 # interpolation of 16 frames is the one request big enough for a second to pay: 29 ms on one thread, 17 on two
-# (the benchmark's run, this 2-core machine), where its target is 30 ms.
+# (offline, the benchmark's run of ea3aa9c, this 2-core machine), where its target is 30 ms.
 BATCH_THREADS = 2
 
 
