@@ -516,22 +516,24 @@ def test_motion_without_a_motion_prior_gets_the_command_that_trains_one(conn, ti
     assert f"vqart prior {tiny_run} --motion" in reply["message"]
 
 
-def test_an_interpolation_decodes_on_more_threads_and_leaves_the_servers_one(tiny_run):
+def test_an_interpolation_decodes_on_more_threads_and_leaves_the_servers_one(tiny_run, monkeypatch):
     import torch
 
     from vqart import generate
     from vqart.run import open_run
-    from vqart.server.engine import Engine
+    from vqart.server import engine as engine_module
 
+    seen = []
+    original = generate.interpolate
+    monkeypatch.setattr(generate, "interpolate", lambda *a, **k: seen.append(torch.get_num_threads()) or original(*a, **k))
     before = torch.get_num_threads()
-    engine = Engine(open_run(tiny_run, device="cpu"))
+    engine = engine_module.Engine(open_run(tiny_run, device="cpu"))
     try:
         torch.set_num_threads(1)  # as `vqart serve` runs
         path = engine.interpolate("discs:0", "boxes:5", steps=4, method="slerp")
-        assert torch.get_num_threads() == 1
+        assert seen == [engine_module.BATCH_THREADS] and torch.get_num_threads() == 1
         run = engine.run
-        offline = generate.interpolate(run, generate.dataset_frame(run, "discs:0"),
-                                       generate.dataset_frame(run, "boxes:5"), steps=4)
+        offline = original(run, generate.dataset_frame(run, "discs:0"), generate.dataset_frame(run, "boxes:5"), steps=4)
         assert path.shape == (4, 64, 64) and np.abs(path.astype(int) - offline).max() <= 1
     finally:
         engine.close()

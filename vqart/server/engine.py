@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -24,10 +25,10 @@ log = logging.getLogger("vqart")
 # The pool refills only after this long without requests: on a 2-core machine a refill running beside
 # requests slows them (it competes for the model lock and the CPU), while idle moments are plentiful.
 QUIET_S = 0.05
-# Torch threads for a request that decodes a batch of frames at once. The server runs on one (see app._open); an
-# interpolation of 16 frames is the one request big enough for a second to pay: 29 ms on one thread, 17 on two
-# (offline, the benchmark's run of ea3aa9c, this 2-core machine), where its target is 30 ms.
-BATCH_THREADS = 2
+# Torch threads for an interpolation, which decodes its frames in one batch; the server runs on one (app._open).
+# 16 frames offline on the benchmark's run of ea3aa9c, this 2-core machine: 29 ms on one thread, 17 on two;
+# through the server, p50 35.2 ms before, 32.7 after. Never more than the machine has.
+BATCH_THREADS = min(2, os.cpu_count() or 1)
 
 
 class Engine:
