@@ -221,7 +221,7 @@ def run(quick: bool = False) -> list[dict]:
                 interp = _latencies(client, "interpolate", {"a": a, "b": b, "steps": 16}, 10 if quick else 50)
                 walk = _streams(url, 6 if quick else 20, client, "walk")
                 sample = _streams(url, 6 if quick else 20, client, "sample")
-                # Alone: the prober's samples would take the model lock from the ticker it is measuring.
+                # Alone: the prober's samples would take turns on the model thread with the ticker it is measuring.
                 motion = _streams(url, 6 if quick else 20, None, "motion")
                 walk["failed"] += len(client.errors)
             finally:

@@ -538,3 +538,37 @@ def test_an_interpolation_decodes_on_more_threads_and_leaves_the_servers_one(tin
     finally:
         engine.close()
         torch.set_num_threads(before)
+
+
+def test_every_model_call_runs_on_the_engines_one_thread_whichever_thread_asks(tiny_run, monkeypatch):
+    import threading
+
+    from vqart import generate
+    from vqart.run import open_run
+    from vqart.server.engine import Engine
+
+    run, ran_on = open_run(tiny_run, device="cpu"), []
+    for name in ("sample", "interpolate", "reconstruct"):
+        original = getattr(generate, name)
+
+        def record(on, *a, _f=original, **k):  # only this engine's calls: other tests' servers may still be filling
+            if on is run:
+                ran_on.append(threading.get_ident())
+            return _f(on, *a, **k)
+
+        monkeypatch.setattr(generate, name, record)
+    engine = Engine(run, pool_size=0)
+    try:
+        asks = [
+            lambda: engine.sample(1, seed=3),
+            lambda: engine.interpolate("discs:0", "boxes:5", steps=2, method="lerp"),
+            lambda: engine.reconstruct(engine.frame("discs:1")),
+        ]
+        callers = [threading.Thread(target=ask) for ask in asks]  # as Socket.IO runs each event on a new thread
+        for caller in callers:
+            caller.start()
+            caller.join()
+        assert len(ran_on) == 3 and len(set(ran_on)) == 1
+        assert ran_on[0] not in {caller.ident for caller in callers} | {threading.get_ident()}
+    finally:
+        engine.close()

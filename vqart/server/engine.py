@@ -1,4 +1,4 @@
-"""The server's one door to the model: a lock around every Run call, the dataset frames, and a pool of samples."""
+"""The server's one door to the model: every Run call on one model thread, the dataset frames, and a pool of samples."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -21,9 +22,10 @@ from vqart.run import Run
 from vqart.server.validate import PayloadError, Ref
 
 log = logging.getLogger("vqart")
+T = TypeVar("T")
 
 # The pool refills only after this long without requests: on a 2-core machine a refill running beside
-# requests slows them (it competes for the model lock and the CPU), while idle moments are plentiful.
+# requests slows them (it competes for the model thread and the CPU), while idle moments are plentiful.
 QUIET_S = 0.05
 # Torch threads for an interpolation, which decodes its frames in one batch; the server runs on one (app._open).
 # 16 frames offline on the benchmark's run of ea3aa9c, this 2-core machine: 29 ms on one thread, 17 on two;
@@ -32,11 +34,14 @@ BATCH_THREADS = min(2, os.cpu_count() or 1)
 
 
 class Engine:
-    """Thread-safe access to one Run: every model call holds one lock; default samples come from a refilled pool."""
+    """Thread-safe access to one Run: every model call runs on one model thread, in turn; default samples come from
+    a refilled pool."""
 
     def __init__(self, run: Run, pool_size: int = 256, pool_batch: int = 4):
         self.run = run
-        self._lock = threading.Lock()
+        # One long-lived thread keeps torch's thread team and caches warm: run on each request's own new handler
+        # thread, a 16-frame interpolation took p50 18-21 ms and p90 29-35 inside the server, on it 14.7 and 17.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vqart-model")
         self.sketches = _dataset(run)
         self.pool_size = pool_size
         self.pool_batch = pool_batch
@@ -89,25 +94,24 @@ class Engine:
         if seed is None and temperature == 1.0 and sampler == "auto":
             frames = self._take(n)
         if len(frames) < n:
-            with self._model():
-                fresh = generate.sample(self.run, n - len(frames), sampler=sampler, temperature=temperature, seed=seed)
-            frames.extend(fresh)
+            frames.extend(self._call(
+                generate.sample, self.run, n - len(frames), sampler=sampler, temperature=temperature, seed=seed
+            ))
         return np.stack(frames)
 
     def interpolate(self, a: Ref, b: Ref, steps: int, method: str) -> np.ndarray:
         """Frames from a to b as uint8 (steps, H, W)."""
         fa, fb = self.frame(a), self.frame(b)
-        with self._model(), _threads(BATCH_THREADS):
-            return generate.interpolate(self.run, fa, fb, steps=steps, method=method)
+        return self._call(_on_threads, BATCH_THREADS, generate.interpolate, self.run, fa, fb, steps=steps,
+                          method=method)
 
     def walk(
         self, frames: int, seed: int | None, source: str = "dataset", temperature: float = 1.0, sampler: str = "auto"
     ) -> np.ndarray:
         """A seamless looping walk as uint8 (frames, H, W) through keyframes from the dataset or sampled."""
-        with self._model():
-            return generate.walk(
-                self.run, frames=frames, seed=seed, source=source, temperature=temperature, sampler=sampler
-            )
+        return self._call(
+            generate.walk, self.run, frames=frames, seed=seed, source=source, temperature=temperature, sampler=sampler
+        )
 
     def motion_state(self, start: Ref | None, like: str | None, temperature: float, seed: int | None) -> MotionState:
         """A new motion stream's state: its start (a dataset frame with its past, an uploaded image, or one picked by
@@ -116,48 +120,48 @@ class Engine:
             self.frame(start)  # a dataset frame, looked up by name (never a path on the server)
         elif start is None and not self.sketches:
             raise PayloadError("not_found", "this server has no dataset frames to start from; send an image as start")
-        with self._model():
-            try:
-                prior = generate.cached_motion(self.run)
-            except VqartError as err:  # none, or made by another version: the message says what to run
-                missing = not (self.run.path / MOTION_FILE).is_file()
-                raise PayloadError("not_found" if missing else "bad_request", str(err)) from None
-            try:
-                prior.label(like)
-            except VqartError as err:
-                raise PayloadError("not_found", str(err)) from None
-            try:
-                generator = generate.make_generator(self.run, seed)
-                past, sketch = generate.motion_start(self.run, prior, start, generator)
-                return prior.state(past, like if like is not None else sketch, temperature, generator)
-            except VqartError as err:
-                raise PayloadError("bad_request", str(err)) from None
+        return self._call(self._motion_state, start, like, temperature, seed)
+
+    def _motion_state(self, start: Ref | None, like: str | None, temperature: float, seed: int | None) -> MotionState:
+        """motion_state's model work, on the model thread."""
+        try:
+            prior = generate.cached_motion(self.run)
+        except VqartError as err:  # none, or made by another version: the message says what to run
+            missing = not (self.run.path / MOTION_FILE).is_file()
+            raise PayloadError("not_found" if missing else "bad_request", str(err)) from None
+        try:
+            prior.label(like)
+        except VqartError as err:
+            raise PayloadError("not_found", str(err)) from None
+        try:
+            generator = generate.make_generator(self.run, seed)
+            past, sketch = generate.motion_start(self.run, prior, start, generator)
+            return prior.state(past, like if like is not None else sketch, temperature, generator)
+        except VqartError as err:
+            raise PayloadError("bad_request", str(err)) from None
 
     def advance(self, states: list[MotionState]) -> np.ndarray:
         """The next frame of every motion stream, in one batched model call: uint8 (B, H, W)."""
-        with self._model():
-            return advance(generate.cached_motion(self.run), states)
+        return self._call(lambda: advance(generate.cached_motion(self.run), states))
 
     def reconstruct(self, image: np.ndarray) -> np.ndarray:
         """The model's reconstruction of one image as uint8 (1, H, W)."""
-        with self._model():
-            return generate.reconstruct(self.run, image)[None]
+        return self._call(generate.reconstruct, self.run, image)[None]
 
     def close(self) -> None:
-        """Stop the pool's background filler."""
+        """Stop the pool's background filler and the model thread (after the work it has)."""
         with self._state:
             self._closed = True
             self._state.notify_all()
         self._filler.join(timeout=5)
+        self._worker.shutdown()
 
-    @contextmanager
-    def _model(self) -> Iterator[None]:
-        """Hold the model lock for a request; the pool filler stands aside while any request is busy."""
+    def _call(self, work: Callable[..., T], *args, **kwargs) -> T:
+        """work(*args, **kwargs) for a request, on the model thread in turn; the pool filler stands aside meanwhile."""
         with self._state:
             self._busy += 1
         try:
-            with self._lock:
-                yield
+            return self._worker.submit(work, *args, **kwargs).result()
         finally:
             with self._state:
                 self._busy -= 1
@@ -187,8 +191,7 @@ class Engine:
                 if self._closed:
                     return
             try:
-                with self._lock:
-                    batch = generate.sample(self.run, self.pool_batch)
+                batch = self._worker.submit(generate.sample, self.run, self.pool_batch).result()
             except Exception:  # a broken sampler must not kill the server; requests then compute (and report) it
                 log.exception("sample pool: sampling failed; requests will sample on demand")
                 return
@@ -196,13 +199,12 @@ class Engine:
                 self._pool.extend(batch)
 
 
-@contextmanager
-def _threads(n: int) -> Iterator[None]:
-    """Run the body with n torch threads, then the count before it (calls hold the model lock: none overlap)."""
+def _on_threads(n: int, work: Callable[..., T], *args, **kwargs) -> T:
+    """work(*args, **kwargs) on n torch threads, then the count before it (on the model thread: no call overlaps)."""
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
-        yield
+        return work(*args, **kwargs)
     finally:
         torch.set_num_threads(before)
 
