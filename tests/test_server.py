@@ -527,11 +527,12 @@ def test_an_interpolation_decodes_on_more_threads_and_leaves_the_servers_one(tin
     original = generate.interpolate
     monkeypatch.setattr(generate, "interpolate", lambda *a, **k: seen.append(torch.get_num_threads()) or original(*a, **k))
     before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as `vqart serve` runs
     engine = engine_module.Engine(open_run(tiny_run, device="cpu"))
     try:
-        torch.set_num_threads(1)  # as `vqart serve` runs
         path = engine.interpolate("discs:0", "boxes:5", steps=4, method="slerp")
-        assert seen == [engine_module.BATCH_THREADS] and torch.get_num_threads() == 1
+        assert seen == [engine_module.BATCH_THREADS]
+        assert engine._call(torch.get_num_threads) == 1  # the count is the calling thread's: ask the model thread
         run = engine.run
         offline = original(run, generate.dataset_frame(run, "discs:0"), generate.dataset_frame(run, "boxes:5"), steps=4)
         assert path.shape == (4, 64, 64) and np.abs(path.astype(int) - offline).max() <= 1
@@ -572,3 +573,15 @@ def test_every_model_call_runs_on_the_engines_one_thread_whichever_thread_asks(t
         assert ran_on[0] not in {caller.ident for caller in callers} | {threading.get_ident()}
     finally:
         engine.close()
+
+
+def test_a_closed_engine_answers_busy_rather_than_failing(tiny_run):
+    from vqart.run import open_run
+    from vqart.server.engine import Engine
+    from vqart.server.validate import PayloadError
+
+    engine = Engine(open_run(tiny_run, device="cpu"), pool_size=0)
+    engine.close()
+    with pytest.raises(PayloadError) as caught:
+        engine.sample(1, seed=0)
+    assert caught.value.code == "busy" and "shutting down" in str(caught.value)

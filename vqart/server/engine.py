@@ -8,7 +8,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import TypeVar
 
 import numpy as np
@@ -27,6 +27,7 @@ T = TypeVar("T")
 # The pool refills only after this long without requests: on a 2-core machine a refill running beside
 # requests slows them (it competes for the model thread and the CPU), while idle moments are plentiful.
 QUIET_S = 0.05
+CLOSING = "the server is shutting down; try again once it is back"
 # Torch threads for an interpolation, which decodes its frames in one batch; the server runs on one (app._open).
 # 16 frames offline on the benchmark's run of ea3aa9c, this 2-core machine: 29 ms on one thread, 17 on two;
 # through the server, p50 35.2 ms before, 32.7 after. Never more than the machine has.
@@ -149,9 +150,10 @@ class Engine:
         return self._call(generate.reconstruct, self.run, image)[None]
 
     def close(self) -> None:
-        """Stop the pool's background filler and the model thread (after the work it has)."""
+        """Stop the pool's filler and the model thread: the call running finishes, queued ones answer `busy`."""
         with self._state:
             self._closed = True
+            self._worker.shutdown(wait=False, cancel_futures=True)
             self._state.notify_all()
         self._filler.join(timeout=5)
         self._worker.shutdown()
@@ -159,14 +161,28 @@ class Engine:
     def _call(self, work: Callable[..., T], *args, **kwargs) -> T:
         """work(*args, **kwargs) for a request, on the model thread in turn; the pool filler stands aside meanwhile."""
         with self._state:
+            future = self._submit(work, *args, **kwargs)
+            if future is None:
+                raise PayloadError("busy", CLOSING)
             self._busy += 1
         try:
-            return self._worker.submit(work, *args, **kwargs).result()
+            return future.result()
+        except CancelledError:  # closed while it waited its turn
+            raise PayloadError("busy", CLOSING) from None
         finally:
             with self._state:
                 self._busy -= 1
                 self._last_request = time.monotonic()
                 self._state.notify_all()
+
+    def _submit(self, work: Callable[..., T], *args, **kwargs) -> Future[T] | None:
+        """work queued on the model thread, or None once closed (call holding `_state`, which close() takes)."""
+        if self._closed:
+            return None
+        try:
+            return self._worker.submit(work, *args, **kwargs)
+        except RuntimeError:  # the interpreter is exiting: concurrent.futures has stopped every executor
+            return None
 
     def _take(self, n: int) -> list[np.ndarray]:
         """Up to n pooled samples."""
@@ -188,10 +204,12 @@ class Engine:
             with self._state:
                 while not self._closed and (delay := self._fill_delay()) != 0:
                     self._state.wait(delay)
-                if self._closed:
+                if (future := self._submit(generate.sample, self.run, self.pool_batch)) is None:
                     return
             try:
-                batch = self._worker.submit(generate.sample, self.run, self.pool_batch).result()
+                batch = future.result()
+            except CancelledError:
+                return
             except Exception:  # a broken sampler must not kill the server; requests then compute (and report) it
                 log.exception("sample pool: sampling failed; requests will sample on demand")
                 return
