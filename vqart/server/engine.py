@@ -30,7 +30,8 @@ QUIET_S = 0.05
 CLOSING = "the server is shutting down; try again once it is back"
 # Torch threads for an interpolation, which decodes its frames in one batch; the server runs on one (app._open).
 # 16 frames offline on the benchmark's run of ea3aa9c, this 2-core machine: 29 ms on one thread, 17 on two;
-# through the server, p50 35.2 ms before, 32.7 after. Never more than the machine has.
+# through the server (benchmark p50) 35.2 ms before, 32.7 after, 18.9 once on the model thread. Never more than the
+# machine has.
 BATCH_THREADS = min(2, os.cpu_count() or 1)
 
 
@@ -40,8 +41,8 @@ class Engine:
 
     def __init__(self, run: Run, pool_size: int = 256, pool_batch: int = 4):
         self.run = run
-        # One long-lived thread keeps torch's thread team and caches warm: run on each request's own new handler
-        # thread, a 16-frame interpolation took p50 18-21 ms and p90 29-35 inside the server, on it 14.7 and 17.
+        # One long-lived thread keeps torch's thread team warm: run on each request's own new handler thread, a
+        # 16-frame interpolation took p50 19-21 ms and p90 33-37 inside the server, on it 14.8-15.6 and 18-22.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vqart-model")
         self.sketches = _dataset(run)
         self.pool_size = pool_size
