@@ -229,8 +229,8 @@ function follow(n) {
     addEvents(update.events);
     if (update.heavy) showHeavy(update.heavy);
     setStatus(update.status);
-    const last = update.points[update.points.length - 1];
-    if (last) record('scalars', Date.now() / 1000 - last.time);  // how late a step's scalars arrive
+    const oldest = update.points[0];
+    if (oldest) record('scalars', Date.now() / 1000 - oldest.time);  // how late a step's scalars arrive, at worst
     queueRedraw();
     if (ack) ack();
   });
