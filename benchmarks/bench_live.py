@@ -15,7 +15,6 @@ Freshness: how old a step's scalars are when the page gets them, and how long an
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
@@ -137,8 +136,8 @@ def run(quick: bool = False) -> list[dict]:
         watched, page_seen = _trial(data, scratch / "page", seconds, browser)
         browser.close()
     shutil.rmtree(scratch, ignore_errors=True)
-    ratio = lambda w: float(np.median(w.ratios()))
-    spread = lambda w: 100 * float(np.subtract(*np.percentile(w.ratios(), [75, 25])))
+    ratio = lambda w: float(np.median(w.ratios())) if w.ratios() else float("nan")  # a --quick run may time none
+    spread = lambda w: 100 * float(np.subtract(*np.percentile(w.ratios(), [75, 25]))) if w.ratios() else float("nan")
     in_view = sum(w.in_view for w in (alone, watched)) / sum(w.seconds(True) for w in (alone, watched))
     p95 = lambda xs: float(np.percentile(xs, 95) * 1000) if xs else float("nan")
     scalars, controls = p95(page_seen.get("scalars", [])), p95(page_seen.get("controls", []))
