@@ -41,6 +41,18 @@ def _fit(model: GridModel, train: torch.Tensor, val: torch.Tensor, steps: int) -
     return fit(model, loss, lambda: float(model.bits(val).sum()), seconds=600, max_steps=steps, lr=3e-3)
 
 
+def test_the_loss_scores_a_random_share_of_the_masked_cells_and_at_least_one():
+    model, g = tiny_prior(), torch.Generator().manual_seed(0)
+    mask, scored = model.random_mask(200, torch.device("cpu"), g)
+    assert torch.equal(mask, scored)
+    for share in (0.5, 0.01):
+        mask, scored = model.random_mask(200, torch.device("cpu"), g, share)
+        assert not (scored & ~mask).any()
+        assert torch.equal(scored.sum(1), (mask.sum(1) * share).ceil().long())
+        assert (scored.sum(1) >= 1).all()
+        assert share < 0.1 or scored.any(0).all()  # a random share: every cell is scored in some grid
+
+
 def test_loss_falls_and_beats_the_unigram_baseline_on_every_level():
     train, val = code_grids(256, seed=1, levels=2), code_grids(64, seed=2, levels=2)
     model = tiny_prior(levels=2).train()

@@ -57,22 +57,25 @@ class GridModel(nn.Module):
             x = x + context
         return self.ln_f(self.blocks(x))
 
-    def random_mask(self, b: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
-        """(b, P) masks, each hiding a share of cells drawn from the cosine schedule (at least one)."""
+    def random_mask(self, b: int, device: torch.device, generator: torch.Generator | None,
+                    scored: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(b, P) masks, each hiding a share of cells drawn from the cosine schedule (at least one), and which
+        cells the loss scores: a random `scored` share of the hidden ones (at least one)."""
         r = torch.rand(b, 1, device=device, generator=generator)
         n_masked = (masked_fraction(r) * self.cells).ceil().clamp(min=1)
-        scores = torch.rand(b, self.cells, device=device, generator=generator)
-        return scores.argsort(dim=1).argsort(dim=1) < n_masked
+        rank = torch.rand(b, self.cells, device=device, generator=generator).argsort(dim=1).argsort(dim=1)
+        return rank < n_masked, rank < (n_masked * scored).ceil()
 
     def loss(self, tokens: torch.Tensor, generator: torch.Generator | None = None,
              context: torch.Tensor | None = None, candidates: torch.Tensor | None = None,
-             level_weights: torch.Tensor | None = None) -> torch.Tensor:
-        """Cross-entropy of every level's code at masked cells (mean over codes, each level's weighted by
-        `level_weights` (L,) when given); `candidates` (B, P, L, S) are codes the depth head may point at."""
-        mask = self.random_mask(len(tokens), tokens.device, generator)
-        codes = tokens.transpose(1, 2)[mask]  # (N, L)
-        pointed = None if candidates is None else candidates[mask]
-        logits = self.depth_head(self.hidden(tokens, mask, context)[mask], codes, pointed)
+             level_weights: torch.Tensor | None = None, scored: float = 1.0) -> torch.Tensor:
+        """Cross-entropy of every level's code at masked cells, or a random `scored` share of them (mean over
+        codes, each level's weighted by `level_weights` (L,) when given); `candidates` (B, P, L, S) are codes
+        the depth head may point at."""
+        mask, score = self.random_mask(len(tokens), tokens.device, generator, scored)
+        codes = tokens.transpose(1, 2)[score]  # (N, L)
+        pointed = None if candidates is None else candidates[score]
+        logits = self.depth_head(self.hidden(tokens, mask, context)[score], codes, pointed)
         per_code = F.cross_entropy(logits.flatten(0, 1), codes.flatten(), reduction="none").view(codes.shape)
         return (per_code if level_weights is None else per_code * level_weights).mean()
 

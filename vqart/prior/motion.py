@@ -62,6 +62,13 @@ NO_LABEL = -1
 MIN_P = 0.3  # where a rollout starts
 MIN_P_RANGE = (0.02, 0.6)
 HEAT_MAX = 3.0
+# The share of a training batch's masked cells the loss scores. The depth head, which runs over every scored
+# cell's eight codes (about 10,000 tokens a batch against the grid's 2,048), costs more than the grid blocks;
+# scoring a random half of the masked cells (all of them still hidden from the input) buys 48% more batches.
+# Measured on a VQ-VAE and spatial prior trained as the benchmark's (10 minutes each), 10 minutes a share:
+# select-pair bits 230,071 at 1/2 (7,476 batches), 231,967 scoring all (5,067), 234,138 at 1/4 (9,228); on
+# the test pairs, 27.9%, 27.2% and 26.6% fewer bits than the count model.
+SCORED = 0.5
 
 
 def level_weights(levels: int) -> torch.Tensor:
@@ -119,7 +126,8 @@ class MotionModel(nn.Module):
         dropped = torch.rand(b, device=past.device, generator=generator) < drop_label
         label = self.label_vectors(torch.where(dropped, NO_LABEL, labels))
         return self.grid.loss(target, generator, context=self.context(past, label),
-                              candidates=self.candidates(past[:, -1]), level_weights=self.loss_weights)
+                              candidates=self.candidates(past[:, -1]), level_weights=self.loss_weights,
+                              scored=SCORED)
 
     @torch.no_grad()
     def bits(self, past: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, steps: int) -> torch.Tensor:
