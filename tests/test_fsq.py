@@ -42,6 +42,10 @@ def test_codes_lie_in_the_implicit_codebook_and_look_up_to_what_the_decoder_sees
     half = torch.tensor(levels) // 2
     steps = torch.round(values * half)
     torch.testing.assert_close(steps, values * half)
+    every = fsq.code_values()  # (K, C): code k's digits, read back, are k
+    digits = (every * half).round().long() + half
+    assert every.shape == (size, len(levels))
+    assert (digits * torch.cumprod(torch.tensor([1] + levels[:-1]), 0)).sum(-1).tolist() == list(range(size))
 
 
 def test_rounding_is_ordered_and_passes_gradients_straight_through():
@@ -112,7 +116,7 @@ def test_an_fsq_run_reports_the_share_of_its_implicit_codes_in_use(fsq_run):
 @pytest.mark.slow
 def test_the_priors_and_dreams_work_on_an_fsq_run(fsq_run, tmp_path):
     from vqart.prior import train_prior
-    from vqart.prior.motion import train_motion
+    from vqart.prior.motion import load_motion, train_motion
 
     run = open_run(fsq_run, device="cpu")
     metrics = train_prior(run, minutes=0.03, dim=32, depth=1, heads=2)
@@ -121,6 +125,9 @@ def test_the_priors_and_dreams_work_on_an_fsq_run(fsq_run, tmp_path):
     assert first.shape == (2, 2, 16, 16) and int(first.max()) < 16
     np.testing.assert_array_equal(first, generate.sample_codes(run, 2, seed=4))
     assert train_motion(run, minutes=0.03, dim=32, depth=1, heads=2)["started_from"] == "spatial prior"
+    model = load_motion(run).model  # FSQ's codes have an order: the prior sees their values
+    torch.testing.assert_close(model.code_values, run.model.quantizer.code_values())
+    assert model.moves is not None and model.moves.in_channels == 2 * 2 * len(run.model.quantizer.levels)
     engine = Engine(open_run(fsq_run, device="cpu"))
     try:
         assert engine.info()["quantizer"] == "fsq" and engine.info()["motion"]

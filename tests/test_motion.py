@@ -73,6 +73,25 @@ def test_the_motion_prior_starts_from_the_spatial_prior_when_their_shapes_agree(
     assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())
 
 
+def test_the_codes_values_reach_the_context_through_a_convolution_that_starts_silent():
+    cfg = GridConfig(codebook_size=4, levels=2, height=4, width=4, dim=16, depth=1, heads=2, sources=9)
+    values = torch.tensor([[-1.0], [0.0], [1.0], [0.5]])
+    torch.manual_seed(0)
+    model = MotionModel(cfg, context=2, labels=1, code_values=values)
+    past, label = torch.randint(0, 4, (3, 2, 2, 16)), model.label_vectors(torch.zeros(3, dtype=torch.long))
+    plain = MotionModel(cfg, context=2, labels=1)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("moves.")})
+    torch.testing.assert_close(model.context(past, label), plain.context(past, label))  # silent at first
+    with torch.no_grad():
+        model.moves.weight.normal_()
+    moved = past.clone()
+    moved[0, -1, 0, 5] = (past[0, -1, 0, 5] + 1) % 4  # one code of the last frame changes
+    with torch.no_grad():
+        change = (model.context(moved, label) - model.context(past, label)).abs().sum(-1)  # (B, P)
+    near = {p for p in range(16) if abs(p // 4 - 1) <= 1 and abs(p % 4 - 1) <= 1}  # cell 5 and its neighbours
+    assert set(change[0].nonzero().flatten().tolist()) == near and float(change[1:].abs().sum()) == 0.0
+
+
 def stream(target: float) -> MotionState:
     """A stream of one 1x1 frame held to `target`: all the guard looks at."""
     return MotionState(torch.zeros(1, 1, 1), np.zeros((1, 1), np.uint8), (0, 0, 0.0), 1.0, torch.Generator(), target)
@@ -124,6 +143,7 @@ def test_rollouts_are_deterministic_by_seed_and_start_anywhere(square_run, tmp_p
     assert generate.motion(run, 4, seed=0, like="high", morph_to="low", guidance=2.0).shape == (4, 64, 64)
     prior = load_motion(run)
     assert prior.model.cfg.levels == 2 and prior.sketches == ["high", "low"]
+    assert prior.model.moves is None  # learned residual codebooks: their codes have no order to show
 
 
 def test_dream_motion_writes_a_gif_and_the_bad_inputs_are_one_line(square_run, tmp_path):

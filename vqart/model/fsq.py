@@ -76,10 +76,14 @@ class FSQ(nn.Module):
             self.ema_usage.lerp_(counts.float(), 1.0 - self.decay)
         return z_q, codes, z.new_zeros(()), counts
 
+    def code_values(self) -> torch.Tensor:
+        """Every code's channel values (K, C) in [-1, 1]: where each code sits among its neighbours."""
+        return self._values(torch.arange(self.size, device=self.basis.device))
+
     @property
     def codebooks(self) -> torch.Tensor:
         """Every group's code vectors (L, K, D): what each code adds to the projection out (its bias aside)."""
-        values = self._values(torch.arange(self.size, device=self.basis.device))  # (K, C)
+        values = self.code_values()  # (K, C)
         weight = self.project_out.weight[..., 0, 0].view(-1, self.tokens, self.channels)  # (D, L, C)
         return torch.einsum("kc,dlc->lkd", values, weight).detach()  # read, never trained through (as RQ's buffers)
 

@@ -13,6 +13,13 @@ without it saved 29.0% of the count model's bits, against 25.4% on the run befor
 lost their structure: 1.32-1.95x the spatial prior's bits of real frames on five of eight sketches, against one
 sketch at 1.34x), and drops the label 10% of the time, which makes classifier-free guidance possible (Phenaki):
 `like` steers a rollout toward a sketch, `morph` blends two labels.
+On FSQ codes each cell also sees the channel values of its 3x3 neighbourhood over the K frames (one convolution,
+silent at the start): an embedding learned per code does not tell which codes are neighbours, and a channel
+stepping to its next value is how motion shows in these codes. Measured side by side (an 8-minute VQ-VAE and
+5-minute spatial prior, 6 minutes of motion prior from it each, select pairs): 2.585 bits per code against 2.667,
+and 22.9% fewer than the count model on the test pairs against 20.4%; the values given to the depth head's
+output instead (a bonus per level linear and quadratic in each code's values) gave 2.629, both 2.581. Neither
+makes a step drawn from the real past follow the motion (lissajous -0.18 with the values, -0.15 without).
 Rollouts draw with min-p (codes less than min_p times as likely as the likeliest are never drawn): measured on
 the bundled sketches, a next frame drawn from the full distribution decodes to 15 dB against the true one
 (copying the last frame: 22 dB), because a wrongly changed code at any level is noise; at min-p 0.3 frames stay
@@ -39,6 +46,7 @@ from torch import nn
 
 from vqart.atomic import write_json
 from vqart.errors import VqartError
+from vqart.model.fsq import FSQ
 from vqart.prior.blocks import Generators
 from vqart.prior.fit import BATCH_SIZE, fit
 from vqart.prior.grid import GridConfig, GridModel, fewest_steps
@@ -86,15 +94,22 @@ def level_weights(levels: int) -> torch.Tensor:
 
 
 class MotionModel(nn.Module):
-    """A GridModel over the next frame whose cells also see the last `context` frames and a sketch label."""
+    """A GridModel over the next frame whose cells also see the last `context` frames and a sketch label, and,
+    given `code_values` (K, C) (FSQ's), the values of those frames' codes around them."""
 
-    def __init__(self, cfg: GridConfig, context: int, labels: int):
+    def __init__(self, cfg: GridConfig, context: int, labels: int, code_values: torch.Tensor | None = None):
         super().__init__()
         self.cfg, self.context_frames, self.labels = cfg, context, labels
         self.grid = GridModel(cfg)
         self.lags = nn.Linear(context * cfg.dim, cfg.dim)  # a cell's K past embeddings, oldest first, as one
         self.label_emb = nn.Embedding(labels + 1, cfg.dim)  # the last one is "no label"
         self.register_buffer("loss_weights", level_weights(cfg.levels), persistent=False)
+        self.moves = None
+        if code_values is not None:
+            self.register_buffer("code_values", code_values.float(), persistent=False)
+            self.moves = nn.Conv2d(context * cfg.levels * code_values.shape[1], cfg.dim, 3, padding=1)
+            nn.init.zeros_(self.moves.weight)  # silent at first: the model starts as the spatial prior left it
+            nn.init.zeros_(self.moves.bias)
 
     def label_vectors(self, labels: torch.Tensor) -> torch.Tensor:
         """Label ids (B,), NO_LABEL for none, as embeddings (B, dim)."""
@@ -113,7 +128,12 @@ class MotionModel(nn.Module):
         """Past tokens (B, K, L, P), oldest first, and label vectors (B, dim) -> every cell's context (B, P, dim)."""
         b, k = past.shape[:2]
         cells = self.grid.embed.cells(past.flatten(0, 1)).view(b, k, self.grid.cells, -1)
-        return self.lags(cells.transpose(1, 2).reshape(b, self.grid.cells, -1)) + label[:, None]
+        context = self.lags(cells.transpose(1, 2).reshape(b, self.grid.cells, -1)) + label[:, None]
+        if self.moves is None:
+            return context
+        values = self.code_values[past].movedim(-1, 3)  # (B, K, L, C, P): every frame's, level's and channel's
+        grid = values.reshape(b, -1, self.cfg.height, self.cfg.width)
+        return context + self.moves(grid).flatten(2).transpose(1, 2)
 
     def loss(self, past: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
              corrupt: float = 0.2, drop_label: float = 0.1) -> torch.Tensor:
@@ -323,7 +343,8 @@ def train_motion(run: Run, minutes: float = 2.0, *, context: int = 2, seed: int 
     data = motion_data(run, context)
     cfg = GridConfig(run.model.codebook_size, run.model.levels, *run.grid_size, **{"sources": 9, **shape})
     torch.manual_seed(seed)
-    model = MotionModel(cfg, context, len(data.names)).to(run.device)
+    values = code_values(run)
+    model = MotionModel(cfg, context, len(data.names), values).to(run.device)
     spatial = load_prior(run)
     started_from = start_from_spatial(model, spatial)
     train_rows, select_rows = data.pairs["train"], data.pairs["select"]
@@ -342,9 +363,16 @@ def train_motion(run: Run, minutes: float = 2.0, *, context: int = 2, seed: int 
                     "started_from": started_from,
                     "params": sum(p.numel() for p in model.parameters()), "config": asdict(cfg)})
     save_model(run, model, cfg, MOTION_FILE, context=context, sketches=data.names, steps=steps,
-               change=change_rates(run))
+               change=change_rates(run), code_values=None if values is None else values.cpu())
     write_json(run.path / MOTION_METRICS, metrics)
     return metrics
+
+
+def code_values(run: Run) -> torch.Tensor | None:
+    """The run's codes' channel values (K, C) when its quantizer is FSQ; None for learned codebooks, whose codes
+    have no order."""
+    quantizer = run.model.quantizer
+    return quantizer.code_values().detach() if isinstance(quantizer, FSQ) else None
 
 
 def start_from_spatial(model: MotionModel, spatial: SpatialPrior | None) -> str | None:
@@ -399,7 +427,8 @@ def load_motion(run: Run) -> MotionPrior | None:
     saved = read_model(run, MOTION_FILE, retrain)
     if saved is None:
         return None
-    model = MotionModel(saved["config"], int(saved["context"]), len(saved["sketches"])).to(run.device)
+    model = MotionModel(saved["config"], int(saved["context"]), len(saved["sketches"]), saved.get("code_values"))
+    model = model.to(run.device)
     try:
         model.load_state_dict(saved["state"])
         rates = dict(saved["change"])
