@@ -363,7 +363,7 @@ def train_motion(run: Run, minutes: float = 2.0, *, context: int = 2, seed: int 
                     "started_from": started_from,
                     "params": sum(p.numel() for p in model.parameters()), "config": asdict(cfg)})
     save_model(run, model, cfg, MOTION_FILE, context=context, sketches=data.names, steps=steps,
-               change=change_rates(run), code_values=None if values is None else values.cpu())
+               change=change_rates(run))
     write_json(run.path / MOTION_METRICS, metrics)
     return metrics
 
@@ -427,8 +427,9 @@ def load_motion(run: Run) -> MotionPrior | None:
     saved = read_model(run, MOTION_FILE, retrain)
     if saved is None:
         return None
-    model = MotionModel(saved["config"], int(saved["context"]), len(saved["sketches"]), saved.get("code_values"))
-    model = model.to(run.device)
+    # The codes' values are the run's own; whether the prior reads them is in its weights (older ones do not).
+    values = code_values(run) if "moves.weight" in saved["state"] else None
+    model = MotionModel(saved["config"], int(saved["context"]), len(saved["sketches"]), values).to(run.device)
     try:
         model.load_state_dict(saved["state"])
         rates = dict(saved["change"])
