@@ -30,7 +30,7 @@ from vqart import export, generate
 from vqart.data import load_frames
 from vqart.model.fsq import FSQ
 from vqart.prior import as_tokens, load_prior, spatial_steps, train_prior
-from vqart.prior.motion import frame_change, train_motion
+from vqart.prior.motion import encode_past, frame_change, train_motion
 from vqart.run import Run, open_run
 
 TITLE = "Motion: the temporal prior's next-frame bits, 300-frame rollouts, speed (CPU, 64x64)"
@@ -56,23 +56,26 @@ def flow(frames: np.ndarray) -> float:
     return _correlation(d[:-1], d[1:])
 
 
-def step_flows(run: Run, tokens: torch.Tensor, coded: np.ndarray, targets: np.ndarray, sketch: str) -> tuple[float, float]:
-    """One step from the real past, for target frames t (indices into the captures `tokens` (N, L, P), decoded as
-    `coded`): the correlation between the change to t and the captures' change from t-2 to t-1, all decoded;
-    (the motion prior's drawn step, as a rollout's first frame is drawn; the captures' own step)."""
+def step_flows(run: Run, real: np.ndarray, coded: np.ndarray, targets: np.ndarray, sketch: str) -> tuple[float, float]:
+    """One step from the real past, for target frames t (indices into the captures `real`, decoded from their codes
+    as `coded`): the correlation between the change to t and the captures' change from t-2 to t-1: (the motion
+    prior's step, drawn from the captures' past as a rollout's first frame is drawn, everything decoded as a
+    rollout decodes it (from the channel values on FSQ codes); the captures' own step, decoded from codes)."""
     prior = generate.cached_motion(run)
     k = prior.model.context_frames
     targets = targets[targets >= max(k, 2)]
     if not len(targets):
         return float("nan"), float("nan")
+    tokens, values = encode_past(run, real)
     past = torch.stack([tokens[t - k : t] for t in targets])
+    past_values = None if values is None else torch.stack([values[t - k : t] for t in targets])
     label = prior.model.label_vectors(torch.full((len(past),), prior.label(sketch), device=past.device))
-    drawn = prior.model.next_frame(past, label, steps=prior.steps, temperature=torch.ones(len(past)), top_k=None,
-                                   guidance=1.0, generator=torch.Generator(device=past.device).manual_seed(0))
+    drawn = prior.model.next_frame(past, label, past_values, steps=prior.steps, temperature=torch.ones(len(past)),
+                                   top_k=None, guidance=1.0, generator=torch.Generator(device=past.device).manual_seed(0))
     coded = coded.astype(np.float32)
-    before, last = coded[targets - 2], coded[targets - 1]
-    return (_correlation(prior.decode(drawn).astype(np.float32) - last, last - before),
-            _correlation(coded[targets] - last, last - before))
+    shown = coded if values is None else prior.decode(tokens, values).astype(np.float32)  # as a rollout shows its past
+    step = lambda frames, now: _correlation(now - frames[targets - 1], frames[targets - 1] - frames[targets - 2])
+    return step(shown, prior.decode(*drawn).astype(np.float32)), step(coded, coded[targets])
 
 
 def spatial_bits(run: Run, frames: np.ndarray, sketch: str) -> float:
@@ -106,9 +109,8 @@ def _why(run: Run, name: str, real: np.ndarray, targets: np.ndarray) -> dict:
     encoded and decoded on its own (the most a rollout decoded frame by frame can show of the sketch's motion
     when its codes are the captures' own), the same with its FSQ channels unrounded, and one step the motion
     prior draws from the real past (test targets) against the captures' own step through the VQ-VAE."""
-    tokens = as_tokens(run.encode_codes(real))
-    coded = generate.cached_motion(run).decode(tokens)
-    drawn, own_step = step_flows(run, tokens, coded, targets, name)
+    coded = generate.cached_motion(run).decode(as_tokens(run.encode_codes(real)), None)
+    drawn, own_step = step_flows(run, real, coded, targets, name)
     unrounded = ""
     if isinstance(run.model.quantizer, FSQ):
         unrounded = f" (its FSQ channels unrounded: {flow(run.decode(run.model.quantizer.unrounded(run.encode(real)))):.2f})"

@@ -175,8 +175,8 @@ def _offline_motion(run_dir: Path, seconds: float) -> float:
         states = []
         for i in range(STREAMS):
             g = generate.make_generator(run, i)
-            past, sketch = generate.motion_start(run, prior, None, g)
-            states.append(prior.state(past, sketch, 1.0, g))
+            past, values, sketch = generate.motion_start(run, prior, None, g)
+            states.append(prior.state(past, values, sketch, 1.0, g))
         step = lambda: advance(prior, states)
         step()
         frames, start = 0, time.perf_counter()

@@ -75,6 +75,21 @@ def test_unrounded_latents_move_smoothly_where_the_quantized_ones_step():
     torch.testing.assert_close(smooth - quantized, gap.flatten(1), atol=1e-5, rtol=1e-4)
 
 
+def test_channel_values_round_to_their_codes_and_decode_as_the_codes_do():
+    torch.manual_seed(0)
+    for levels in ([5, 5, 5], [8, 6, 5]):
+        fsq = FSQ(tokens=2, levels=levels, dim=8).eval()
+        z = torch.randn(16, 8, 3, 3) * 3
+        z_q, codes, _, _ = fsq(z)
+        values = fsq.values(z)  # (B, L, h, w, C) before rounding, on the codes' scale
+        low, high = fsq.intervals(codes)
+        assert bool(((values >= low) & (values <= high)).all()) and bool((low < high).all())
+        torch.testing.assert_close(fsq.from_values(fsq.code_values()[codes]), z_q)
+        torch.testing.assert_close(fsq.from_values(values), fsq.unrounded(z))
+        inside = (values - fsq.code_values()[codes]).abs() * (torch.tensor(levels) // 2)
+        assert float(inside.max()) <= 0.5 + 1e-5  # within half a step of the code's own value
+
+
 def test_an_fsq_model_trains_its_projections_and_has_no_commitment_term():
     torch.manual_seed(0)
     model = build_model(ModelConfig(channels=16, res_blocks=1, code_dim=8, levels=2, quantizer="fsq")).train()
@@ -116,7 +131,7 @@ def test_an_fsq_run_reports_the_share_of_its_implicit_codes_in_use(fsq_run):
 @pytest.mark.slow
 def test_the_priors_and_dreams_work_on_an_fsq_run(fsq_run, tmp_path):
     from vqart.prior import train_prior
-    from vqart.prior.motion import load_motion, train_motion
+    from vqart.prior.motion import advance, load_motion, train_motion
 
     run = open_run(fsq_run, device="cpu")
     metrics = train_prior(run, minutes=0.03, dim=32, depth=1, heads=2)
@@ -125,9 +140,19 @@ def test_the_priors_and_dreams_work_on_an_fsq_run(fsq_run, tmp_path):
     assert first.shape == (2, 2, 16, 16) and int(first.max()) < 16
     np.testing.assert_array_equal(first, generate.sample_codes(run, 2, seed=4))
     assert train_motion(run, minutes=0.03, dim=32, depth=1, heads=2)["started_from"] == "spatial prior"
-    model = load_motion(run).model  # FSQ's codes have an order: the prior sees their values
-    torch.testing.assert_close(model.code_values, run.model.quantizer.code_values())
-    assert model.moves is not None and model.moves.in_channels == 2 * 2 * len(run.model.quantizer.levels)
+    prior = load_motion(run)  # FSQ's codes have an order: the prior sees their values, unrounded, and places its own
+    torch.testing.assert_close(prior.model.centres(torch.arange(16)), run.model.quantizer.code_values())
+    assert prior.model.moves.in_channels == 2 * 2 * len(run.model.quantizer.levels) and prior.model.cfg.sources == 10
+    frames = generate.dataset_frames(run)["discs"]
+    state = prior.state(*generate.motion_start(run, prior, "discs:5", torch.Generator())[:2], None, 1.0,
+                        torch.Generator().manual_seed(0))
+    torch.testing.assert_close(state.values[-1], run.encode_values(frames[5:6]).flatten(2, 3)[0])
+    before = state.values.clone()
+    frame = advance(prior, [state])[0]
+    low, high = prior.model.table[1][state.past[-1]], prior.model.table[2][state.past[-1]]
+    assert bool(((state.values[-1] >= low - 1e-6) & (state.values[-1] <= high + 1e-6)).all())
+    torch.testing.assert_close(state.values[0], before[-1])  # the values move on with the codes
+    np.testing.assert_array_equal(frame, run.decode_values(state.values[-1:].unflatten(2, (16, 16)))[0])
     engine = Engine(open_run(fsq_run, device="cpu"))
     try:
         assert engine.info()["quantizer"] == "fsq" and engine.info()["motion"]

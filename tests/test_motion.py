@@ -73,23 +73,61 @@ def test_the_motion_prior_starts_from_the_spatial_prior_when_their_shapes_agree(
     assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())
 
 
-def test_the_codes_values_reach_the_context_through_a_convolution_that_starts_silent():
-    cfg = GridConfig(codebook_size=4, levels=2, height=4, width=4, dim=16, depth=1, heads=2, sources=9)
+def toy_table() -> torch.Tensor:
+    """A channel table (3, K, C) of 4 codes of one channel: values -1, 0, 1 and 0.5, with the values rounding to them."""
     values = torch.tensor([[-1.0], [0.0], [1.0], [0.5]])
+    return torch.stack([values, values - 0.25, values + 0.25])
+
+
+def test_the_past_channel_values_reach_the_context_through_a_convolution_that_starts_silent():
+    cfg = GridConfig(codebook_size=4, levels=2, height=4, width=4, dim=16, depth=1, heads=2)
     torch.manual_seed(0)
-    model = MotionModel(cfg, context=2, labels=1, code_values=values)
+    model = MotionModel(cfg, context=2, labels=1, table=toy_table())
     past, label = torch.randint(0, 4, (3, 2, 2, 16)), model.label_vectors(torch.zeros(3, dtype=torch.long))
+    values = model.centres(past)
     plain = MotionModel(cfg, context=2, labels=1)
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("moves.")})
-    torch.testing.assert_close(model.context(past, label), plain.context(past, label))  # silent at first
+    plain.load_state_dict({k: v for k, v in model.state_dict().items()
+                           if k.split(".")[0] not in ("moves", "placer") and "pointer" not in k}, strict=False)
+    torch.testing.assert_close(model.context(past, label, values), plain.context(past, label))  # silent at first
     with torch.no_grad():
         model.moves.weight.normal_()
-    moved = past.clone()
-    moved[0, -1, 0, 5] = (past[0, -1, 0, 5] + 1) % 4  # one code of the last frame changes
+    nudged = values.clone()
+    nudged[0, -1, 0, 5] += 0.1  # one channel of the last frame moves, its code unchanged
     with torch.no_grad():
-        change = (model.context(moved, label) - model.context(past, label)).abs().sum(-1)  # (B, P)
+        change = (model.context(past, label, nudged) - model.context(past, label, values)).abs().sum(-1)  # (B, P)
     near = {p for p in range(16) if abs(p // 4 - 1) <= 1 and abs(p % 4 - 1) <= 1}  # cell 5 and its neighbours
     assert set(change[0].nonzero().flatten().tolist()) == near and float(change[1:].abs().sum()) == 0.0
+
+
+def test_the_head_may_point_at_the_code_each_channel_reaches_by_keeping_its_last_step():
+    cfg = GridConfig(codebook_size=4, levels=1, height=2, width=2, dim=16, depth=1, heads=2)
+    model = MotionModel(cfg, context=2, labels=1, table=toy_table())
+    assert model.cfg.sources == 10 and MotionModel(cfg, context=2, labels=1).cfg.sources == 9
+    values = torch.tensor([-0.3, 0.0, 0.4, 0.9]).view(1, 1, 1, 4, 1)  # four cells, each one step on
+    past_values = torch.cat([values - 0.2, values], dim=1)  # (B, K, L, P, C): each channel rose 0.2 last frame
+    past = model.nearest(past_values)
+    onward = model.candidates(past, past_values)[0, :, 0, -1]  # -0.1, 0.2, 0.6, 1.1 -> their nearest codes
+    assert onward.tolist() == [1, 1, 3, 2]
+    bias = model.grid.depth_head.pointer.bias.detach().view(1, 10)
+    assert float(bias[0, 0]) == float(bias[0, -1]) == 2.0  # as favoured as the cell's own code at first
+
+
+def test_placed_channels_stay_within_their_codes_and_start_where_the_last_step_leads():
+    cfg = GridConfig(codebook_size=4, levels=1, height=2, width=2, dim=16, depth=1, heads=2)
+    model = MotionModel(cfg, context=2, labels=1, table=toy_table())
+    past_values = torch.tensor([[-0.1, 0.0], [0.0, 0.1], [0.3, 0.6], [0.9, 0.95]]).T.reshape(1, 2, 1, 4, 1)
+    tokens = torch.tensor([[[1, 1, 3, 2]]])  # 0.2 -> code 1 (0), 0.2 -> code 1, 0.9 -> code 3 (0.5), 1.0 -> code 2 (1)
+    with torch.no_grad():
+        placed = model.place(past_values, tokens)[0, 0, :, 0]
+    low, high = model.table[1][tokens][0, 0, :, 0], model.table[2][tokens][0, 0, :, 0]
+    assert bool(((placed >= low) & (placed <= high)).all())
+    assert placed[0] == pytest.approx(0.1, abs=1e-5)  # inside its code: exactly where the step leads
+    assert placed[1] == pytest.approx(0.2, abs=1e-5)
+    assert placed[2] == pytest.approx(0.74, abs=1e-5)  # past its code: held near the edge it was heading for
+    with torch.no_grad():
+        model.placer[-1].bias.fill_(5.0)  # what the placer learns moves them, within the codes still
+        moved = model.place(past_values, tokens)[0, 0, :, 0]
+    assert bool((moved > placed).all()) and bool(((moved >= low) & (moved <= high)).all())
 
 
 def stream(target: float) -> MotionState:
@@ -168,11 +206,15 @@ def test_dream_motion_writes_a_gif_and_the_bad_inputs_are_one_line(square_run, t
     assert spatial.exit_code == 1 and "--context is the motion prior's; add --motion" in spatial.output
 
 
-def test_a_motion_prior_from_the_code_distance_guard_says_how_to_retrain_it(square_run, tmp_path):
+@pytest.mark.parametrize("older", ["code distance guard", "rounded values"])
+def test_a_motion_prior_of_an_older_version_says_how_to_retrain_it(square_run, tmp_path, older):
     old = tmp_path / "old"
     shutil.copytree(square_run, old)
     saved = torch.load(old / "motion.pt", weights_only=True)
-    saved["movement"] = saved.pop("change")  # the version before held the distance between code vectors
+    if older == "code distance guard":
+        saved["movement"] = saved.pop("change")  # that version held the distance between code vectors
+    else:
+        saved["format"] = 2  # that version read its past's FSQ values rounded and placed nothing
     torch.save(saved, old / "motion.pt")
     with pytest.raises(VqartError, match=r"another version of vqart; retrain it with `vqart prior .* --motion`"):
         generate.motion(open_run(old, device="cpu"), 4, seed=0)

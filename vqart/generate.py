@@ -32,7 +32,7 @@ from vqart.data import load_frames, parse_ref
 from vqart.errors import VqartError
 from vqart.prior import PRIOR_FILE, SpatialPrior, as_grids, as_tokens, load_prior, spatial_steps
 from vqart.prior.blocks import filter_logits
-from vqart.prior.motion import MOTION_FILE, MotionPrior, advance, load_motion, start_context
+from vqart.prior.motion import MOTION_FILE, MotionPrior, advance, encode_past, load_motion, start_context
 from vqart.run import Run, open_run
 
 log = logging.getLogger(__name__)
@@ -427,10 +427,12 @@ def cached_motion(run: Run) -> MotionPrior:
     return prior
 
 
-def motion_start(run: Run, prior: MotionPrior, start: Ref | None, generator: torch.Generator) -> tuple[torch.Tensor, str | None]:
-    """A rollout's past (K, L, P) and the sketch it comes from: a dataset frame "sketch:frame" brings the
-    frames before it (its real motion); an image, or "sample" (a spatial prior sample), is held still for K
-    frames; None picks a dataset frame by the seed."""
+def motion_start(run: Run, prior: MotionPrior, start: Ref | None,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None, str | None]:
+    """A rollout's past (K, L, P), its channel values (K, L, P, C) on FSQ codes (None for a sample, known only by
+    its codes) and the sketch it comes from: a dataset frame "sketch:frame" brings the frames before it (its real
+    motion); an image, or "sample" (a spatial prior sample), is held still for K frames; None picks a dataset
+    frame by the seed."""
     k = prior.model.context_frames
     if start is None:
         names = sorted(dataset_frames(run))
@@ -440,13 +442,16 @@ def motion_start(run: Run, prior: MotionPrior, start: Ref | None, generator: tor
         start = f"{sketch}:{int(torch.randint(first, count, (1,), generator=generator, device=run.device))}"
     if isinstance(start, str) and start == "sample":
         grids = sample_codes(run, 1, seed=int(torch.randint(2**31, (1,), generator=generator, device=run.device)))
-        return start_context(as_tokens(grids), k), None
+        return start_context(as_tokens(grids), k), None, None
+    sketch = None
     if isinstance(start, str) and not Path(start).is_file() and ":" in start:
         sketch, index = parse_ref(start)
         dataset_frame(run, start)  # checks the name and the range
         frames = dataset_frames(run)[sketch][max(0, index - k + 1) : index + 1]
-        return start_context(as_tokens(run.encode_codes(frames)), k), sketch
-    return start_context(as_tokens(run.encode_codes(resolve_frame(run, start)[None])), k), None
+    else:
+        frames = resolve_frame(run, start)[None]
+    tokens, values = encode_past(run, frames)
+    return start_context(tokens, k), None if values is None else start_context(values, k), sketch
 
 
 def motion(
@@ -474,8 +479,8 @@ def motion(
     if top_k is not None and not 1 <= top_k <= run.model.codebook_size:
         raise VqartError(f"top_k must be between 1 and the codebook size {run.model.codebook_size}, got {top_k}")
     generator = make_generator(run, seed)
-    past, sketch = motion_start(run, prior, start, generator)
-    state = prior.state(past, like if like is not None else sketch, temperature, generator, morph_to)
+    past, values, sketch = motion_start(run, prior, start, generator)
+    state = prior.state(past, values, like if like is not None else sketch, temperature, generator, morph_to)
     out = [state.seen[None]]
     if progress:
         progress(1)

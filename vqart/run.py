@@ -15,6 +15,7 @@ from vqart.config import config_from_dict
 from vqart.data import Split, load_frames, split_frames
 from vqart.device import pick_device, place
 from vqart.errors import VqartError
+from vqart.model.fsq import FSQ
 from vqart.model.vqvae import VAE, VQVAE, build_model
 
 _BATCH = 256  # frames per forward pass: bounds memory for long inputs
@@ -71,6 +72,21 @@ class Run:
         z = self.encode(frames)
         return torch.cat([self.model.quantize(z[i : i + _BATCH])[1] for i in range(0, len(z), _BATCH)])
 
+    def require_values(self, what: str) -> FSQ:
+        """The run's FSQ quantizer; VqartError for a run whose codes have no channel values (learned codebooks)."""
+        self.require_codes(what)
+        if not isinstance(self.model.quantizer, FSQ):
+            raise VqartError(f"{self.path} has learned codebooks, whose codes have no channel values: {what} needs an "
+                             "FSQ run (the default shape)")
+        return self.model.quantizer
+
+    @torch.no_grad()
+    def encode_values(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 frames (N, H, W) -> their FSQ channel values before rounding (N, L, h, w, C)."""
+        fsq = self.require_values("encoding channel values")
+        z = self.encode(frames)
+        return torch.cat([fsq.values(z[i : i + _BATCH]) for i in range(0, len(z), _BATCH)])
+
     @torch.no_grad()
     def quantize(self, z_e: torch.Tensor) -> torch.Tensor:
         """Snap latents (N, D, h, w) to their nearest codes: z_q (N, D, h, w)."""
@@ -87,6 +103,13 @@ class Run:
         """Latents (N, D, h, w) (quantized or not) -> uint8 frames (N, H, W)."""
         z = z.to(self.device, torch.float32)
         return np.concatenate([self._to_uint8(self.model.decode(z[i : i + _BATCH])) for i in range(0, len(z), _BATCH)])
+
+    @torch.no_grad()
+    def decode_values(self, values: torch.Tensor) -> np.ndarray:
+        """FSQ channel values (N, L, h, w, C), rounded or not -> uint8 frames (N, H, W)."""
+        fsq = self.require_values("decoding channel values")
+        values = values.to(self.device, torch.float32)
+        return np.concatenate([self.decode(fsq.from_values(values[i : i + _BATCH])) for i in range(0, len(values), _BATCH)])
 
     @torch.no_grad()
     def decode_codes(self, codes: torch.Tensor) -> np.ndarray:

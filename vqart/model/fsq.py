@@ -57,8 +57,29 @@ class FSQ(nn.Module):
     def unrounded(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, D, h, w) -> what the decoder would get if the channels were not rounded (B, D, h, w): how much
         of a picture, or of its motion from frame to frame, the rounding alone loses."""
+        return self.from_values(self.values(z))
+
+    @torch.no_grad()
+    def values(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, D, h, w) -> its channels' values before rounding (B, L, h, w, C), on the scale of `code_values`:
+        where between two codes' values each channel of a cell sits."""
         with torch.autocast(z.device.type, enabled=False):  # in float32, as `forward` computes its channels
-            return self._project_out(self._bound(self._channels(z)))
+            return self._bound(self._channels(z)) / self.half_width
+
+    def from_values(self, values: torch.Tensor) -> torch.Tensor:
+        """Channel values (B, L, h, w, C), rounded or not, on the scale of `code_values` -> the decoder's input."""
+        with torch.autocast(values.device.type, enabled=False):
+            return self._project_out(values.float() * self.half_width)
+
+    def intervals(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes (...) -> the lowest and highest channel values (..., C) that round to them, within the bounds
+        `values` can reach."""
+        half = (self.levels - 1) * (1 + 1e-3) / 2
+        offset = (self.levels % 2 == 0).float() * 0.5
+        centre = self._values(codes) * self.half_width
+        low = torch.maximum(centre - 0.5, -half - offset)
+        high = torch.minimum(centre + 0.5, half - offset)
+        return low / self.half_width, high / self.half_width
 
     def _values(self, codes: torch.Tensor) -> torch.Tensor:
         """Integer codes (...) -> their channel values (..., C) in [-1, 1]."""

@@ -1,4 +1,5 @@
-"""The motion prior: the next frame's codes given the codes of the previous K frames and, optionally, a sketch.
+"""The motion prior: the next frame's codes given the previous K frames (their codes and, on FSQ codes, their channel
+values before rounding) and, optionally, a sketch.
 
 A conditional MaskGIT over the next frame (Genie, TECO, MaskViT): every cell's input is its next-frame embedding
 (masked or revealed) plus the context, the previous K frames' embeddings of that cell side by side mapped to one
@@ -13,13 +14,22 @@ without it saved 29.0% of the count model's bits, against 25.4% on the run befor
 lost their structure: 1.32-1.95x the spatial prior's bits of real frames on five of eight sketches, against one
 sketch at 1.34x), and drops the label 10% of the time, which makes classifier-free guidance possible (Phenaki):
 `like` steers a rollout toward a sketch, `morph` blends two labels.
-On FSQ codes each cell also sees the channel values of its 3x3 neighbourhood over the K frames (one convolution,
-silent at the start): an embedding learned per code does not tell which codes are neighbours, and a channel
-stepping to its next value is how motion shows in these codes. Measured side by side (an 8-minute VQ-VAE and
-5-minute spatial prior, 6 minutes of motion prior from it each, select pairs): 2.585 bits per code against 2.667,
-and 22.9% fewer than the count model on the test pairs against 20.4%; the values given to the depth head's
-output instead (a bonus per level linear and quadratic in each code's values) gave 2.629, both 2.581. Neither
-makes a step drawn from the real past follow the motion (lissajous -0.18 with the values, -0.15 without).
+On FSQ codes (the default) the prior reads its past as the encoder left it, before rounding. Rounding drops
+where between two values a channel sits, which is the phase of every slow motion: from the codes alone the
+steps of a moving edge fall on frames nothing foretells, and a prior given only codes learned to copy (its
+likeliest next frame was a copy, and its drawn steps ran against the motion). So each cell sees the unrounded
+channel values of its 3x3 neighbourhood over the K frames (one convolution, silent at the start); its depth
+head may point at one more candidate, the code each channel reaches if it keeps its last step (`onward`),
+favoured from the start as the cell's own code is; and `place` puts each new code's channels within the values
+that round to it, starting where the last step leads, so a rollout carries its channels' phase from frame to
+frame and is decoded from them, unrounded, as the captures' motion is. Measured side by side on one 10-minute
+VQ-VAE and 6-minute spatial prior, 6 minutes of motion prior each: on the test pairs 2.234 bits per code
+(30.3% fewer than the count model) against 2.550 (20.5%) for the rounded values before and 2.501 (22.0%) for the
+unrounded values without the onward candidate; on the select pairs the likeliest next frame gets 74%, 72%, 61%
+and 74% of the codes right on waves, lissajous, flowfield and tree, where copying gets 50%, 57%, 58% and 72%
+(and `onward` alone 74%, 73%, 61%, 72%), and one drawn step carries the captures' last step on at 0.83, 0.43,
+0.14, -0.01 (before: 0.22, -0.10, -0.10, -0.23). On learned codebooks, whose codes have no order, none of this
+applies and the prior reads the codes alone.
 Rollouts draw with min-p (codes less than min_p times as likely as the likeliest are never drawn): measured on
 the bundled sketches, a next frame drawn from the full distribution decodes to 15 dB against the true one
 (copying the last frame: 22 dB), because a wrongly changed code at any level is noise; at min-p 0.3 frames stay
@@ -66,6 +76,7 @@ from vqart.run import Run
 
 MOTION_FILE = "motion.pt"
 MOTION_METRICS = "motion.json"
+MOTION_FORMAT = 3  # 2: the past's FSQ channel values as its codes' own; nothing placed the new codes' channels
 NO_LABEL = -1
 MIN_P = 0.3  # where a rollout starts
 MIN_P_RANGE = (0.02, 0.6)
@@ -94,97 +105,176 @@ def level_weights(levels: int) -> torch.Tensor:
 
 
 class MotionModel(nn.Module):
-    """A GridModel over the next frame whose cells also see the last `context` frames and a sketch label, and,
-    given `code_values` (K, C) (FSQ's), the values of those frames' codes around them."""
+    """A GridModel over the next frame whose cells also see the last `context` frames and a sketch label. Given
+    `table` (3, K, C) (FSQ's `channel_table`), it also sees those frames' channel values around each cell,
+    unrounded, and places each new code's channels within the values that round to it (`place`)."""
 
-    def __init__(self, cfg: GridConfig, context: int, labels: int, code_values: torch.Tensor | None = None):
+    def __init__(self, cfg: GridConfig, context: int, labels: int, table: torch.Tensor | None = None):
         super().__init__()
+        cfg = replace(cfg, sources=9 if table is None else 10)  # the last frame's 3x3 neighbourhood (and onward)
         self.cfg, self.context_frames, self.labels = cfg, context, labels
         self.grid = GridModel(cfg)
         self.lags = nn.Linear(context * cfg.dim, cfg.dim)  # a cell's K past embeddings, oldest first, as one
         self.label_emb = nn.Embedding(labels + 1, cfg.dim)  # the last one is "no label"
         self.register_buffer("loss_weights", level_weights(cfg.levels), persistent=False)
-        self.moves = None
-        if code_values is not None:
-            self.register_buffer("code_values", code_values.float(), persistent=False)
-            self.moves = nn.Conv2d(context * cfg.levels * code_values.shape[1], cfg.dim, 3, padding=1)
+        self.moves = self.placer = None
+        if table is not None:
+            self.register_buffer("table", table.float(), persistent=False)
+            channels = cfg.levels * table.shape[-1]
+            self.moves = nn.Conv2d(context * channels, cfg.dim, 3, padding=1)
             nn.init.zeros_(self.moves.weight)  # silent at first: the model starts as the spatial prior left it
             nn.init.zeros_(self.moves.bias)
+            self.placer = nn.Sequential(nn.Conv2d((context + 1) * channels, cfg.dim, 3, padding=1), nn.GELU(),
+                                        nn.Conv2d(cfg.dim, channels, 1))
+            nn.init.zeros_(self.placer[-1].weight)  # at first each channel goes where its last step leads
+            nn.init.zeros_(self.placer[-1].bias)
+            with torch.no_grad():  # the code the last steps lead to starts as favoured as the cell's own
+                self.grid.depth_head.pointer.bias.view(cfg.levels, cfg.sources)[:, -1] = 2.0
+
+    def _value_grid(self, values: torch.Tensor) -> torch.Tensor:
+        """Channel values (B, ..., L, P, C) -> one image of them (B, ... * L * C, h, w)."""
+        return values.movedim(-1, -2).reshape(len(values), -1, self.cfg.height, self.cfg.width)
+
+    def centres(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens (...) -> their codes' channel values (..., C): what a frame known only by its codes is given."""
+        return self.table[0][tokens]
+
+    @staticmethod
+    def onward(past_values: torch.Tensor) -> torch.Tensor:
+        """Where the channels go if each keeps its last step (B, L, P, C), from the past's values (B, K, L, P, C)."""
+        last = past_values[:, -1]
+        return last if past_values.shape[1] < 2 else 2 * last - past_values[:, -2]
+
+    def nearest(self, values: torch.Tensor) -> torch.Tensor:
+        """Channel values (..., C) -> the codes (...) whose values are nearest."""
+        return torch.cdist(values.flatten(0, -2), self.table[0]).argmin(-1).view(values.shape[:-1])
+
+    def place(self, past_values: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Where each channel of the new codes (B, L, P) sits, given the past's values (B, K, L, P, C): values
+        (B, L, P, C), each within the values that round to its code, starting from where the last step leads."""
+        b, levels, cells = tokens.shape
+        low, high = self.table[1][tokens], self.table[2][tokens]
+        share = ((self.onward(past_values) - low) / (high - low)).clamp(0.02, 0.98)
+        grid = torch.cat([self._value_grid(past_values), self._value_grid(self.centres(tokens))], dim=1)
+        shift = self.placer(grid).view(b, levels, -1, cells).movedim(2, -1)
+        return low + (high - low) * torch.sigmoid(torch.logit(share) + shift)
 
     def label_vectors(self, labels: torch.Tensor) -> torch.Tensor:
         """Label ids (B,), NO_LABEL for none, as embeddings (B, dim)."""
         return self.label_emb(torch.where(labels < 0, self.labels, labels))
 
-    def candidates(self, frame: torch.Tensor) -> torch.Tensor:
-        """What the depth head may copy: each cell's 3x3 neighbourhood in `frame` (B, L, P), the cell itself first
-        (edges repeat their border): (B, P, L, 9)."""
+    def candidates(self, past: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
+        """What the depth head may point at: each cell's 3x3 neighbourhood in the last frame of `past`
+        (B, K, L, P), the cell itself first (edges repeat their border), and with the past's channel values
+        (B, K, L, P, C) the code its channels reach if each keeps its last step: (B, P, L, 9 or 10)."""
+        frame = past[:, -1]
         b, levels, _ = frame.shape
         grid = frame.reshape(b * levels, 1, self.cfg.height, self.cfg.width).float()
         patches = F.unfold(F.pad(grid, (1, 1, 1, 1), mode="replicate"), 3)  # (B*L, 9, P), row by row
         patches = patches[:, [4, 0, 1, 2, 3, 5, 6, 7, 8]].round().long()
-        return patches.view(b, levels, 9, -1).permute(0, 3, 1, 2)
+        near = patches.view(b, levels, 9, -1).permute(0, 3, 1, 2)
+        if self.placer is None:
+            return near
+        values = self.centres(past) if values is None else values
+        return torch.cat([near, self.nearest(self.onward(values)).transpose(1, 2)[..., None]], dim=-1)
 
-    def context(self, past: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        """Past tokens (B, K, L, P), oldest first, and label vectors (B, dim) -> every cell's context (B, P, dim)."""
+    def context(self, past: torch.Tensor, label: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
+        """Past tokens (B, K, L, P), oldest first, their channel values (B, K, L, P, C) (the codes' own when None)
+        and label vectors (B, dim) -> every cell's context (B, P, dim)."""
         b, k = past.shape[:2]
         cells = self.grid.embed.cells(past.flatten(0, 1)).view(b, k, self.grid.cells, -1)
         context = self.lags(cells.transpose(1, 2).reshape(b, self.grid.cells, -1)) + label[:, None]
         if self.moves is None:
             return context
-        values = self.code_values[past].movedim(-1, 3)  # (B, K, L, C, P): every frame's, level's and channel's
-        grid = values.reshape(b, -1, self.cfg.height, self.cfg.width)
-        return context + self.moves(grid).flatten(2).transpose(1, 2)
+        values = self.centres(past) if values is None else values
+        return context + self.moves(self._value_grid(values)).flatten(2).transpose(1, 2)
 
-    def loss(self, past: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
-             corrupt: float = 0.2, drop_label: float = 0.1) -> torch.Tensor:
+    def loss(self, pairs: Pairs, generator: torch.Generator, corrupt: float = 0.2,
+             drop_label: float = 0.1) -> torch.Tensor:
         """Masked cross-entropy of the next frame, the context corrupted (up to `corrupt` of its codes replaced
-        by random ones) and the label dropped `drop_label` of the time."""
-        b = len(past)
+        by random ones, their values by those codes') and the label dropped `drop_label` of the time; plus, with
+        channel values, the squared error of where `place` puts the true codes' channels (in code widths)."""
+        past, target, b = pairs.past, pairs.target, len(pairs.past)
         rate = torch.rand(b, 1, 1, 1, device=past.device, generator=generator) * corrupt
         noise = torch.randint(0, self.cfg.codebook_size, past.shape, device=past.device, generator=generator)
         hit = torch.rand(past.shape, device=past.device, generator=generator) < rate
         past = torch.where(hit, noise, past)
+        values = None if pairs.past_values is None else torch.where(hit[..., None], self.centres(past), pairs.past_values)
         dropped = torch.rand(b, device=past.device, generator=generator) < drop_label
-        label = self.label_vectors(torch.where(dropped, NO_LABEL, labels))
-        return self.grid.loss(target, generator, context=self.context(past, label),
-                              candidates=self.candidates(past[:, -1]), level_weights=self.loss_weights,
+        label = self.label_vectors(torch.where(dropped, NO_LABEL, pairs.labels))
+        loss = self.grid.loss(target, generator, context=self.context(past, label, values),
+                              candidates=self.candidates(past, values), level_weights=self.loss_weights,
                               scored=SCORED)
+        if self.placer is None or values is None:
+            return loss
+        width = self.table[2][target] - self.table[1][target]
+        return loss + ((self.place(values, target) - pairs.target_values) / width).square().mean()
 
     @torch.no_grad()
-    def bits(self, past: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, steps: int) -> torch.Tensor:
-        """Total bits per level (L,) of the targets given their true pasts (the sampler's factorisation)."""
-        return self.grid.bits(target, steps=steps, context=self.context(past, self.label_vectors(labels)),
-                              candidates=self.candidates(past[:, -1])).sum(0)
+    def bits(self, pairs: Pairs, steps: int) -> torch.Tensor:
+        """Total bits per level (L,) of the targets' codes given their true pasts (the sampler's factorisation)."""
+        context = self.context(pairs.past, self.label_vectors(pairs.labels), pairs.past_values)
+        return self.grid.bits(pairs.target, steps=steps, context=context,
+                              candidates=self.candidates(pairs.past, pairs.past_values)).sum(0)
 
     @torch.no_grad()
-    def next_frame(self, past: torch.Tensor, label: torch.Tensor, *, steps: int, temperature: torch.Tensor,
-                   top_k: int | None, guidance: float, generator: Generators,
-                   min_p: float | torch.Tensor = MIN_P) -> torch.Tensor:
-        """Sample the next tokens (B, L, P) given pasts (B, K, L, P) and label vectors (B, dim); temperature (B,)."""
-        context = self.context(past, label)
+    def next_frame(self, past: torch.Tensor, label: torch.Tensor, values: torch.Tensor | None = None, *, steps: int,
+                   temperature: torch.Tensor, top_k: int | None, guidance: float, generator: Generators,
+                   min_p: float | torch.Tensor = MIN_P) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Sample the next tokens (B, L, P) given pasts (B, K, L, P), their channel values (B, K, L, P, C) or None,
+        and label vectors (B, dim); temperature (B,). Returns them with their placed channel values (B, L, P, C)
+        (None without channel values)."""
+        context = self.context(past, label, values)
         uncond = None
         if guidance != 1.0:
-            uncond = self.context(past, self.label_vectors(torch.full((len(past),), NO_LABEL, device=past.device)))
-        return self.grid.sample(len(past), steps=steps, temperature=temperature, top_k=top_k, generator=generator,
-                                context=context, uncond=uncond, guidance=guidance,
-                                candidates=self.candidates(past[:, -1]), min_p=min_p)
+            blank = self.label_vectors(torch.full((len(past),), NO_LABEL, device=past.device))
+            uncond = self.context(past, blank, values)
+        tokens = self.grid.sample(len(past), steps=steps, temperature=temperature, top_k=top_k, generator=generator,
+                                  context=context, uncond=uncond, guidance=guidance,
+                                  candidates=self.candidates(past, values), min_p=min_p)
+        if self.placer is None:
+            return tokens, None
+        return tokens, self.place(self.centres(past) if values is None else values, tokens)
+
+
+@dataclass
+class Pairs:
+    """A batch of next frames with their pasts: tokens, sketch labels and, on FSQ codes, channel values."""
+
+    past: torch.Tensor  # (B, K, L, P), oldest first
+    target: torch.Tensor  # (B, L, P)
+    labels: torch.Tensor  # (B,)
+    past_values: torch.Tensor | None = None  # (B, K, L, P, C)
+    target_values: torch.Tensor | None = None  # (B, L, P, C)
 
 
 @dataclass
 class MotionData:
-    """Every sketch's frames as tokens, and which (sketch, frame) targets each part of the split offers."""
+    """Every sketch's frames as tokens (and channel values), and which (sketch, frame) targets each part of the
+    split offers."""
 
     names: list[str]
     tokens: list[torch.Tensor]  # per sketch: (N, L, P)
+    values: list[torch.Tensor] | None  # per sketch: (N, L, P, C), unrounded; None for learned codebooks
     pairs: dict[str, np.ndarray]  # part -> (M, 2) rows of (sketch index, target frame)
     context: int
 
-    def batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(past (B, K, L, P), target (B, L, P), labels (B,)) for rows of (sketch, frame)."""
+    def batch(self, rows: np.ndarray) -> Pairs:
+        """The pairs of rows of (sketch, frame)."""
         k = self.context
-        past = torch.stack([self.tokens[s][t - k : t] for s, t in rows])
-        target = torch.stack([self.tokens[s][t] for s, t in rows])
-        return past, target, torch.as_tensor(rows[:, 0], device=target.device)
+        take = lambda frames: (torch.stack([frames[s][t - k : t] for s, t in rows]),
+                               torch.stack([frames[s][t] for s, t in rows]))
+        past, target = take(self.tokens)
+        labels = torch.as_tensor(rows[:, 0], device=target.device)
+        return Pairs(past, target, labels, *(take(self.values) if self.values is not None else ()))
+
+
+def encode_past(run: Run, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """uint8 frames (N, H, W) as tokens (N, L, P) and, on FSQ codes, their unrounded channel values (N, L, P, C)."""
+    tokens = encode_tokens(run, frames)
+    if not isinstance(run.model.quantizer, FSQ):
+        return tokens, None
+    return tokens, run.encode_values(frames).flatten(2, 3)
 
 
 def motion_data(run: Run, context: int) -> MotionData:
@@ -192,7 +282,9 @@ def motion_data(run: Run, context: int) -> MotionData:
     them training frames; in "select" and "test" the target a held-out frame (its past is whatever came before)."""
     split = run.split()
     names = list(split.sketches)
-    tokens = [encode_tokens(run, split.sketches[name]) for name in names]
+    encoded = [encode_past(run, split.sketches[name]) for name in names]
+    tokens = [t for t, _ in encoded]
+    values = None if encoded[0][1] is None else [v for _, v in encoded]
     pairs: dict[str, list] = {part: [] for part in ("train", "select", "test")}
     for s, name in enumerate(names):
         masks = split.masks[name]
@@ -207,7 +299,8 @@ def motion_data(run: Run, context: int) -> MotionData:
         raise VqartError(f"the motion prior needs {context + 1} consecutive training frames in a sketch (its context of "
                          f"{context} and a target); the longest run here is {longest}: capture more frames "
                          "(vqart capture --frames) or use a shorter --context")
-    return MotionData(names, tokens, {p: np.array(v, dtype=np.int64).reshape(-1, 2) for p, v in pairs.items()}, context)
+    return MotionData(names, tokens, values, {p: np.array(v, dtype=np.int64).reshape(-1, 2) for p, v in pairs.items()},
+                      context)
 
 
 def _longest_run(mask: np.ndarray) -> int:
@@ -222,8 +315,8 @@ def _longest_run(mask: np.ndarray) -> int:
 def copy_bits(data: MotionData, held: np.ndarray, codebook_size: int) -> torch.Tensor:
     """Bits per level (L,) of "copy the previous frame" made a proper distribution: per level, the same code as
     the last frame with the probability that happens in training, else a draw from the level's histogram."""
-    past, target, _ = data.batch(data.pairs["train"])
-    h_past, h_target, _ = data.batch(held)
+    train, held_out = data.batch(data.pairs["train"]), data.batch(held)
+    past, target, h_past, h_target = train.past, train.target, held_out.past, held_out.target
     stay = (past[:, -1] == target).double().mean(dim=(0, 2))  # (L,)
     totals = []
     for level in range(target.shape[1]):
@@ -242,7 +335,8 @@ class CountModel:
 
     def __init__(self, data: MotionData, codebook_size: int, grid: tuple[int, int]):
         self.k, self.grid, self.data = codebook_size, grid, data
-        past, target, _ = data.batch(data.pairs["train"])
+        train = data.batch(data.pairs["train"])
+        past, target = train.past, train.target
         self.tables = []
         for level in range(target.shape[1]):
             contexts = self._contexts(past[:, -1, level])
@@ -263,7 +357,8 @@ class CountModel:
 
     def bits(self, held: np.ndarray, smoothing: float) -> torch.Tensor:
         """Total bits per level (L,) of the held-out targets."""
-        past, target, _ = self.data.batch(held)
+        pairs = self.data.batch(held)
+        past, target = pairs.past, pairs.target
         totals = []
         for level, (unigram, tables) in enumerate(self.tables):
             codes = target[:, level].flatten().cpu().numpy()
@@ -294,20 +389,27 @@ class MotionPrior:
     sketches: list[str]  # label i is sketches[i]
     change: dict[str, float]  # each sketch's mean change per frame (see `frame_change`); "*": the median sketch's
     steps: int
-    decode: Callable[[torch.Tensor], np.ndarray]  # tokens (B, L, P) -> uint8 frames (B, H, W)
+    decode: Callable[[torch.Tensor, torch.Tensor | None], np.ndarray]  # tokens (B, L, P) and their channel
+    # values (B, L, P, C) or None -> uint8 frames (B, H, W), from the values when there are some
 
     def label(self, sketch: str | None) -> int:
         """The label id of a sketch name (NO_LABEL for None); VqartError naming the choices otherwise."""
         return NO_LABEL if sketch is None else sketch_label(self.sketches, sketch, "the motion prior")
 
-    def state(self, past: torch.Tensor, like: str | None, temperature: float, generator: torch.Generator,
-              morph_to: str | None = None) -> MotionState:
-        """A new stream from its past (K, L, P), steered toward `like` (blending to `morph_to` as its label's t
-        moves), held near `like`'s own change per frame (the median sketch's without one)."""
+    def state(self, past: torch.Tensor, values: torch.Tensor | None, like: str | None, temperature: float,
+              generator: torch.Generator, morph_to: str | None = None) -> MotionState:
+        """A new stream from its past (K, L, P) and its channel values (K, L, P, C) (None: its codes' own),
+        steered toward `like` (blending to `morph_to` as its label's t moves), held near `like`'s own change per
+        frame (the median sketch's without one)."""
         a = self.label(like)
         b = self.label(morph_to) if morph_to is not None else a
         target = self.change[like] if like is not None else self.change["*"]
-        return MotionState(past, self.decode(past[-1:])[0], (a, b, 0.0), temperature, generator, target)
+        if self.model.placer is None:
+            values = None
+        elif values is None:
+            values = self.model.centres(past)
+        seen = self.decode(past[-1:], None if values is None else values[-1:])[0]
+        return MotionState(past, seen, (a, b, 0.0), temperature, generator, target, values=values)
 
 
 def frame_change(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -341,10 +443,10 @@ def train_motion(run: Run, minutes: float = 2.0, *, context: int = 2, seed: int 
     if not 1 <= context <= 16:
         raise VqartError(f"--context must be between 1 and 16 frames, got {context}")
     data = motion_data(run, context)
-    cfg = GridConfig(run.model.codebook_size, run.model.levels, *run.grid_size, **{"sources": 9, **shape})
     torch.manual_seed(seed)
-    values = code_values(run)
-    model = MotionModel(cfg, context, len(data.names), values).to(run.device)
+    model = MotionModel(GridConfig(run.model.codebook_size, run.model.levels, *run.grid_size, **shape), context,
+                        len(data.names), channel_table(run)).to(run.device)
+    cfg = model.cfg
     spatial = load_prior(run)
     started_from = start_from_spatial(model, spatial)
     train_rows, select_rows = data.pairs["train"], data.pairs["select"]
@@ -352,27 +454,30 @@ def train_motion(run: Run, minutes: float = 2.0, *, context: int = 2, seed: int 
 
     def batch_loss(generator: torch.Generator) -> torch.Tensor:
         pick = torch.randint(0, len(train_rows), (batch_size,), generator=generator).numpy()
-        return model.loss(*data.batch(train_rows[pick]), generator=generator)
+        return model.loss(data.batch(train_rows[pick]), generator=generator)
 
-    history = fit(model, batch_loss, lambda: float(model.bits(*probe, steps=steps).sum()), seconds=minutes * 60,
+    history = fit(model, batch_loss, lambda: float(model.bits(probe, steps=steps).sum()), seconds=minutes * 60,
                   max_steps=max_steps, lr=lr, seed=seed, device=run.device, on_step=on_step)
     select = data.batch(select_rows[:: max(1, len(select_rows) // 256)])
-    steps = fewest_steps(lambda s: float(model.bits(*select, steps=s).sum()), steps)
+    steps = fewest_steps(lambda s: float(model.bits(select, steps=s).sum()), steps)
     metrics = motion_report(run, model, data, steps, spatial)
     metrics.update({"train_steps": history["steps"], "minutes": minutes, "seed": seed, "context": context,
                     "started_from": started_from,
                     "params": sum(p.numel() for p in model.parameters()), "config": asdict(cfg)})
-    save_model(run, model, cfg, MOTION_FILE, context=context, sketches=data.names, steps=steps,
+    save_model(run, model, cfg, MOTION_FILE, MOTION_FORMAT, context=context, sketches=data.names, steps=steps,
                change=change_rates(run))
     write_json(run.path / MOTION_METRICS, metrics)
     return metrics
 
 
-def code_values(run: Run) -> torch.Tensor | None:
-    """The run's codes' channel values (K, C) when its quantizer is FSQ; None for learned codebooks, whose codes
-    have no order."""
+def channel_table(run: Run) -> torch.Tensor | None:
+    """Every code's channel values and the lowest and highest values that round to them, (3, K, C), when the
+    run's quantizer is FSQ; None for learned codebooks, whose codes have no order."""
     quantizer = run.model.quantizer
-    return quantizer.code_values().detach() if isinstance(quantizer, FSQ) else None
+    if not isinstance(quantizer, FSQ):
+        return None
+    low, high = quantizer.intervals(torch.arange(quantizer.size, device=quantizer.levels.device))
+    return torch.stack([quantizer.code_values(), low, high]).detach()
 
 
 def start_from_spatial(model: MotionModel, spatial: SpatialPrior | None) -> str | None:
@@ -396,14 +501,15 @@ def motion_report(run: Run, model: MotionModel, data: MotionData, steps: int, sp
     the select targets, never on the reported ones."""
     held_part = "test" if len(data.pairs["test"]) else "select"
     held, k = data.pairs[held_part], run.model.codebook_size
-    past, target, labels = data.batch(held)
-    ours = model.bits(past, target, labels, steps)
+    pairs = data.batch(held)
+    target, labels = pairs.target, pairs.labels
+    ours = model.bits(pairs, steps)
     counts = CountModel(data, k, run.grid_size)
     smoothing = min((0.5, 2.0, 8.0), key=lambda a: float(counts.bits(data.pairs["select"], a).sum()))
     baselines = {
         "copy previous frame": copy_bits(data, held, k),
         "count model (previous code, 3x3 neighbourhood)": counts.bits(held, smoothing),
-        "unigram": unigram_bits(data.batch(data.pairs["train"])[1], target, k),
+        "unigram": unigram_bits(data.batch(data.pairs["train"]).target, target, k),
     }
     if spatial is not None:
         sketches = torch.tensor([spatial.label(data.names[i]) for i in labels.tolist()], device=target.device)
@@ -424,18 +530,23 @@ def motion_report(run: Run, model: MotionModel, data: MotionData, steps: int, sp
 def load_motion(run: Run) -> MotionPrior | None:
     """The motion prior stored in the run folder (eval mode, on the run's device), or None when none was trained."""
     retrain = f"vqart prior {run.path} --motion"
-    saved = read_model(run, MOTION_FILE, retrain)
+    saved = read_model(run, MOTION_FILE, retrain, MOTION_FORMAT)
     if saved is None:
         return None
-    # The codes' values are the run's own; whether the prior reads them is in its weights (older ones do not).
-    values = code_values(run) if "moves.weight" in saved["state"] else None
-    model = MotionModel(saved["config"], int(saved["context"]), len(saved["sketches"]), values).to(run.device)
+    # The channel table is the run's quantizer's own, derived here rather than stored beside the weights.
+    model = MotionModel(saved["config"], int(saved["context"]), len(saved["sketches"]), channel_table(run))
     try:
-        model.load_state_dict(saved["state"])
+        model.to(run.device).load_state_dict(saved["state"])
         rates = dict(saved["change"])
     except (RuntimeError, KeyError):
         raise VqartError(f"{run.path / MOTION_FILE} was made by another version of vqart; retrain it with `{retrain}`") from None
-    decode = lambda tokens: run.decode_codes(as_grids(tokens, *run.grid_size))
+    h, w = run.grid_size
+
+    def decode(tokens: torch.Tensor, values: torch.Tensor | None) -> np.ndarray:
+        if values is None:
+            return run.decode_codes(as_grids(tokens, h, w))
+        return run.decode_values(values.unflatten(2, (h, w)))
+
     return MotionPrior(model.eval(), list(saved["sketches"]), rates, int(saved["steps"]), decode)
 
 
@@ -453,6 +564,7 @@ class MotionState:
     min_p: float = MIN_P  # the guard's first knob
     heat: float = 1.0  # its second, a factor on the temperature, turned only while min-p can open no further
     recent: float | None = None  # a running mean of the change
+    values: torch.Tensor | None = None  # the past's channel values (K, L, P, C), on FSQ codes
 
 
 def advance(prior: MotionPrior, states: list[MotionState], *, top_k: int | None = None,
@@ -464,13 +576,17 @@ def advance(prior: MotionPrior, states: list[MotionState], *, top_k: int | None 
     label = torch.lerp(m.label_vectors(a), m.label_vectors(b), t.float()[:, None])
     temperature = torch.tensor([s.temperature * s.heat for s in states], device=label.device)
     min_p = torch.tensor([s.min_p for s in states], device=label.device)
-    tokens = m.next_frame(torch.stack([s.past for s in states]), label, steps=prior.steps, temperature=temperature,
-                          top_k=top_k, guidance=guidance, generator=[s.generator for s in states], min_p=min_p)
-    frames = prior.decode(tokens)
+    values = None if states[0].values is None else torch.stack([s.values for s in states])
+    tokens, placed = m.next_frame(torch.stack([s.past for s in states]), label, values, steps=prior.steps,
+                                  temperature=temperature, top_k=top_k, guidance=guidance,
+                                  generator=[s.generator for s in states], min_p=min_p)
+    frames = prior.decode(tokens, placed)
     changed = frame_change(frames, np.stack([s.seen for s in states])).tolist()
-    for state, codes, frame, amount in zip(states, tokens, frames, changed):
+    for i, (state, amount) in enumerate(zip(states, changed)):
         steer(state, amount)
-        state.past, state.seen = torch.cat([state.past[1:], codes[None]]), frame
+        state.past, state.seen = torch.cat([state.past[1:], tokens[i : i + 1]]), frames[i]
+        if placed is not None:
+            state.values = torch.cat([state.values[1:], placed[i : i + 1]])
     return frames
 
 
@@ -487,7 +603,8 @@ def steer(state: MotionState, changed: float) -> None:
 
 
 def start_context(frames: torch.Tensor, context: int) -> torch.Tensor:
-    """The last `context` tokens (n, L, P) of a start as a past (K, L, P); a short start repeats its first frame."""
+    """The last `context` of a start's frames (n, ...), tokens or values, as a past (K, ...); a short start repeats
+    its first frame."""
     if len(frames) < context:
         frames = torch.cat([frames[:1].expand(context - len(frames), *frames.shape[1:]), frames])
     return frames[-context:]

@@ -137,8 +137,8 @@ class Engine:
             raise PayloadError("not_found", str(err)) from None
         try:
             generator = generate.make_generator(self.run, seed)
-            past, sketch = generate.motion_start(self.run, prior, start, generator)
-            return prior.state(past, like if like is not None else sketch, temperature, generator)
+            past, values, sketch = generate.motion_start(self.run, prior, start, generator)
+            return prior.state(past, values, like if like is not None else sketch, temperature, generator)
         except VqartError as err:
             raise PayloadError("bad_request", str(err)) from None
 
