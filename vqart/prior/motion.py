@@ -389,8 +389,7 @@ class MotionPrior:
     sketches: list[str]  # label i is sketches[i]
     change: dict[str, float]  # each sketch's mean change per frame (see `frame_change`); "*": the median sketch's
     steps: int
-    decode: Callable[[torch.Tensor, torch.Tensor | None], np.ndarray]  # tokens (B, L, P) and their channel
-    # values (B, L, P, C) or None -> uint8 frames (B, H, W), from the values when there are some
+    decode: Callable[[torch.Tensor, torch.Tensor | None], np.ndarray]  # (tokens, their values or None) -> uint8
 
     def label(self, sketch: str | None) -> int:
         """The label id of a sketch name (NO_LABEL for None); VqartError naming the choices otherwise."""
