@@ -28,6 +28,7 @@ sys.path.insert(0, str(HERE))  # benchmarks/common.py
 ORDER = ("capture", "train", "generate", "motion", "server", "live")
 
 from vqart import atomic  # noqa: E402
+from vqart.device import cpu_has_bf16  # noqa: E402
 
 
 def _load(path: Path):
@@ -61,7 +62,9 @@ def _stamp() -> dict:
         "commit": commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no", "--", ":/",
                                             ":!results", ":!results.md") else ""),
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.machine()} {platform.system()}, {cores} CPU cores, {gpu}",
+        # a CPU without bf16 trains in fp32 at half the speed, which the fp32 reference does not show
+        "machine": f"{platform.machine()} {platform.system()}, {cores} CPU cores "
+        f"({'with' if cpu_has_bf16() else 'no'} bf16), {gpu}",
     }
 
 
