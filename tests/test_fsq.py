@@ -71,7 +71,7 @@ def test_unrounded_latents_move_smoothly_where_the_quantized_ones_step():
     # The rounding is the only difference: the gap is the projection (linear, bias aside) of the rounding error.
     with torch.no_grad():
         bounded = fsq._bound(fsq._channels(path))
-        gap = fsq._project_out(bounded - bounded.round()) - fsq.project_out.bias[:, None, None]
+        gap = fsq._project_out((bounded - bounded.round()) / fsq.half_width) - fsq.project_out.bias[:, None, None]
     torch.testing.assert_close(smooth - quantized, gap.flatten(1), atol=1e-5, rtol=1e-4)
 
 
@@ -84,6 +84,7 @@ def test_channel_values_round_to_their_codes_and_decode_as_the_codes_do():
         values = fsq.values(z)  # (B, L, h, w, C) before rounding, on the codes' scale
         low, high = fsq.intervals(codes)
         assert bool(((values >= low) & (values <= high)).all()) and bool((low < high).all())
+        assert torch.equal(fsq.codes(values), codes)  # the codes are what the values round to
         torch.testing.assert_close(fsq.from_values(fsq.code_values()[codes]), z_q)
         torch.testing.assert_close(fsq.from_values(values), fsq.unrounded(z))
         inside = (values - fsq.code_values()[codes]).abs() * (torch.tensor(levels) // 2)

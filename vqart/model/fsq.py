@@ -32,10 +32,15 @@ class FSQ(nn.Module):
         self.project_out = nn.Conv2d(tokens * self.channels, dim, 1)
         self.register_buffer("ema_usage", torch.ones(tokens, self.size))  # what the health views plot
 
-    def _bound(self, u: torch.Tensor) -> torch.Tensor:
-        """Channels (..., C) -> real values in [-half_width, levels - 1 - half_width], before rounding."""
+    def _span(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(half, offset) per channel: bounded values reach (-half - offset, half - offset)."""
         half = (self.levels - 1) * (1 + 1e-3) / 2
         offset = (self.levels % 2 == 0).float() * 0.5  # even levels: values are centred between integers
+        return half, offset
+
+    def _bound(self, u: torch.Tensor) -> torch.Tensor:
+        """Channels (..., C) -> real values in [-half_width, levels - 1 - half_width], before rounding."""
+        half, offset = self._span()
         return torch.tanh(u + torch.atanh(offset / half)) * half - offset
 
     def _round(self, u: torch.Tensor) -> torch.Tensor:
@@ -48,10 +53,14 @@ class FSQ(nn.Module):
         b, _, h, w = z.shape
         return self.project_in(z.float()).view(b, self.tokens, self.channels, h, w).movedim(2, -1)
 
-    def _project_out(self, q: torch.Tensor) -> torch.Tensor:
-        """Channel values (B, L, h, w, C) -> the decoder's input (B, D, h, w)."""
-        b, _, h, w, _ = q.shape
-        return self.project_out((q / self.half_width).movedim(-1, 2).reshape(b, -1, h, w))
+    def _project_out(self, values: torch.Tensor) -> torch.Tensor:
+        """Channel values (B, L, h, w, C) on the scale of `code_values` -> the decoder's input (B, D, h, w)."""
+        b, _, h, w, _ = values.shape
+        return self.project_out(values.movedim(-1, 2).reshape(b, -1, h, w))
+
+    def _codes(self, q: torch.Tensor) -> torch.Tensor:
+        """Integer channel values (..., C) in [-half_width, levels - 1 - half_width] -> their codes (...)."""
+        return ((q + self.half_width).long() * self.basis).sum(-1)
 
     @torch.no_grad()
     def unrounded(self, z: torch.Tensor) -> torch.Tensor:
@@ -69,13 +78,16 @@ class FSQ(nn.Module):
     def from_values(self, values: torch.Tensor) -> torch.Tensor:
         """Channel values (B, L, h, w, C), rounded or not, on the scale of `code_values` -> the decoder's input."""
         with torch.autocast(values.device.type, enabled=False):
-            return self._project_out(values.float() * self.half_width)
+            return self._project_out(values.float())
+
+    def codes(self, values: torch.Tensor) -> torch.Tensor:
+        """Channel values (..., C) on the scale of `code_values`, rounded or not -> the codes they round to (...)."""
+        return self._codes((values * self.half_width).round())
 
     def intervals(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Codes (...) -> the lowest and highest channel values (..., C) that round to them, within the bounds
         `values` can reach."""
-        half = (self.levels - 1) * (1 + 1e-3) / 2
-        offset = (self.levels % 2 == 0).float() * 0.5
+        half, offset = self._span()
         centre = self._values(codes) * self.half_width
         low = torch.maximum(centre - 0.5, -half - offset)
         high = torch.minimum(centre + 0.5, half - offset)
@@ -90,8 +102,8 @@ class FSQ(nn.Module):
         """z (B, D, h, w) -> (z_q (B, D, h, w), codes (B, L, h, w), a zero commitment loss, counts (L, K))."""
         with torch.autocast(z.device.type, enabled=False):
             q = self._round(self._channels(z))  # (B, L, h, w, C)
-            codes = ((q.detach() + self.half_width).long() * self.basis).sum(-1)
-            z_q = self._project_out(q)
+            codes = self._codes(q.detach())
+            z_q = self._project_out(q / self.half_width)
         counts = torch.stack([torch.bincount(c.flatten(), minlength=self.size) for c in codes.unbind(1)])
         if self.training and torch.is_grad_enabled():
             self.ema_usage.lerp_(counts.float(), 1.0 - self.decay)

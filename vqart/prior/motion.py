@@ -63,6 +63,7 @@ from vqart.prior.grid import GridConfig, GridModel, fewest_steps
 from vqart.prior.spatial import (
     SpatialPrior,
     as_grids,
+    as_tokens,
     bits_report,
     encode_tokens,
     load_prior,
@@ -139,6 +140,13 @@ class MotionModel(nn.Module):
         """Tokens (...) -> their codes' channel values (..., C): what a frame known only by its codes is given."""
         return self.table[0][tokens]
 
+    def read_values(self, past: torch.Tensor, values: torch.Tensor | None) -> torch.Tensor | None:
+        """The channel values the model reads of a past: `values`, or its codes' own when None; None for learned
+        codebooks, whose codes have none."""
+        if self.placer is None:
+            return None
+        return self.centres(past) if values is None else values
+
     @staticmethod
     def onward(past_values: torch.Tensor) -> torch.Tensor:
         """Where the channels go if each keeps its last step (B, L, P, C), from the past's values (B, K, L, P, C)."""
@@ -173,9 +181,9 @@ class MotionModel(nn.Module):
         patches = F.unfold(F.pad(grid, (1, 1, 1, 1), mode="replicate"), 3)  # (B*L, 9, P), row by row
         patches = patches[:, [4, 0, 1, 2, 3, 5, 6, 7, 8]].round().long()
         near = patches.view(b, levels, 9, -1).permute(0, 3, 1, 2)
-        if self.placer is None:
+        values = self.read_values(past, values)
+        if values is None:
             return near
-        values = self.centres(past) if values is None else values
         return torch.cat([near, self.nearest(self.onward(values)).transpose(1, 2)[..., None]], dim=-1)
 
     def context(self, past: torch.Tensor, label: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
@@ -184,9 +192,9 @@ class MotionModel(nn.Module):
         b, k = past.shape[:2]
         cells = self.grid.embed.cells(past.flatten(0, 1)).view(b, k, self.grid.cells, -1)
         context = self.lags(cells.transpose(1, 2).reshape(b, self.grid.cells, -1)) + label[:, None]
-        if self.moves is None:
+        values = self.read_values(past, values)
+        if values is None:
             return context
-        values = self.centres(past) if values is None else values
         return context + self.moves(self._value_grid(values)).flatten(2).transpose(1, 2)
 
     def loss(self, pairs: Pairs, generator: torch.Generator, corrupt: float = 0.2,
@@ -224,17 +232,16 @@ class MotionModel(nn.Module):
         """Sample the next tokens (B, L, P) given pasts (B, K, L, P), their channel values (B, K, L, P, C) or None,
         and label vectors (B, dim); temperature (B,). Returns them with their placed channel values (B, L, P, C)
         (None without channel values)."""
+        values = self.read_values(past, values)
         context = self.context(past, label, values)
         uncond = None
-        if guidance != 1.0:
+        if guidance != 1.0:  # the label is added last: swap it rather than read the past again
             blank = self.label_vectors(torch.full((len(past),), NO_LABEL, device=past.device))
-            uncond = self.context(past, blank, values)
+            uncond = context + (blank - label)[:, None]
         tokens = self.grid.sample(len(past), steps=steps, temperature=temperature, top_k=top_k, generator=generator,
                                   context=context, uncond=uncond, guidance=guidance,
                                   candidates=self.candidates(past, values), min_p=min_p)
-        if self.placer is None:
-            return tokens, None
-        return tokens, self.place(self.centres(past) if values is None else values, tokens)
+        return tokens, None if values is None else self.place(values, tokens)
 
 
 @dataclass
@@ -271,10 +278,11 @@ class MotionData:
 
 def encode_past(run: Run, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
     """uint8 frames (N, H, W) as tokens (N, L, P) and, on FSQ codes, their unrounded channel values (N, L, P, C)."""
-    tokens = encode_tokens(run, frames)
-    if not isinstance(run.model.quantizer, FSQ):
-        return tokens, None
-    return tokens, run.encode_values(frames).flatten(2, 3)
+    quantizer = run.model.quantizer
+    if not isinstance(quantizer, FSQ):
+        return encode_tokens(run, frames), None
+    values = run.encode_values(frames)  # (N, L, h, w, C): the codes are what they round to, so encode once
+    return as_tokens(quantizer.codes(values)), values.flatten(2, 3)
 
 
 def motion_data(run: Run, context: int) -> MotionData:
@@ -403,10 +411,7 @@ class MotionPrior:
         a = self.label(like)
         b = self.label(morph_to) if morph_to is not None else a
         target = self.change[like] if like is not None else self.change["*"]
-        if self.model.placer is None:
-            values = None
-        elif values is None:
-            values = self.model.centres(past)
+        values = self.model.read_values(past, values)
         seen = self.decode(past[-1:], None if values is None else values[-1:])[0]
         return MotionState(past, seen, (a, b, 0.0), temperature, generator, target, values=values)
 
