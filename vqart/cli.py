@@ -218,7 +218,7 @@ def _bits_table(title: str, m: dict, baseline: str) -> None:
 @click.option("--snap", is_flag=True, help="Snap every interpolated latent to the codebook.")
 @click.option("--sampler", type=click.Choice(["auto", "prior", "unigram"]), default="auto", show_default=True)
 @click.option("--temperature", type=float, default=1.0, show_default=True)
-@click.option("--top-k", type=int, default=None, help="Sample only among the k likeliest codes (motion: 12 unless given).")
+@click.option("--top-k", type=int, default=None, help="Sample only among the k likeliest codes.")
 @click.option("--steps", type=int, default=None,
               help="Prior samples: decoding steps (default: the prior's choice; more are slower and sharper).")
 @click.option("--like", default=None, metavar="SKETCH", help="Sample: frames of this sketch (default: any). Motion: steer the style toward it (default: the start's).")

@@ -80,12 +80,6 @@ MOTION_METRICS = "motion.json"
 MOTION_FORMAT = 3  # 2: the past's FSQ channel values as its codes' own; nothing placed the new codes' channels
 NO_LABEL = -1
 MIN_P = 0.3  # where a rollout starts
-# Rollouts draw among each group's 12 likeliest codes unless told otherwise: where the guard opens min-p to keep
-# a stream moving, the long tail it opens is noise. Rollouts from the select starts of two runs (a 10-minute
-# VQ-VAE with 6-minute priors, and the benchmark's), two sets of starts each, judged as `make bench` judges:
-# 11 of 32 passing at top-k 12 against 7 without; on one start set of each run, 6 of 16 at k 12, 5 at k 6, 4 at
-# k 24 and 4 without.
-TOP_K = 12
 MIN_P_RANGE = (0.02, 0.6)
 HEAT_MAX = 3.0
 # The share of a training batch's masked cells the loss scores. The depth head, which runs over every scored
@@ -579,11 +573,9 @@ class MotionState:
 
 def advance(prior: MotionPrior, states: list[MotionState], *, top_k: int | None = None,
             guidance: float = 1.0) -> np.ndarray:
-    """The next frame of every stream in one batched model call, decoded: uint8 (B, H, W), drawn among the
-    `top_k` likeliest codes (TOP_K when None). Each stream draws from its own generator, so its frames do not
-    depend on the others; each state moves on by one frame."""
+    """The next frame of every stream in one batched model call, decoded: uint8 (B, H, W). Each stream draws from
+    its own generator, so its frames do not depend on the others; each state moves on by one frame."""
     m = prior.model
-    top_k = min(TOP_K if top_k is None else top_k, m.cfg.codebook_size)
     a, b, t = (torch.tensor(col, device=states[0].past.device) for col in zip(*(s.label for s in states)))
     label = torch.lerp(m.label_vectors(a), m.label_vectors(b), t.float()[:, None])
     temperature = torch.tensor([s.temperature * s.heat for s in states], device=label.device)
