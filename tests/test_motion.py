@@ -16,8 +16,8 @@ from vqart import generate
 from vqart.cli import cli
 from vqart.errors import VqartError
 from vqart.prior.grid import GridConfig
-from vqart.prior.motion import (MIN_P_RANGE, MotionModel, MotionState, change_rates, frame_change, level_weights,
-                                load_motion, motion_data, start_from_spatial, steer, train_motion)
+from vqart.prior.motion import (COHERENCE, MIN_P_RANGE, MotionModel, MotionState, change_rates, drift, frame_change,
+                                level_weights, load_motion, motion_data, start_from_spatial, steer, train_motion)
 from vqart.prior.spatial import SpatialPrior
 from vqart.run import open_run
 
@@ -149,6 +149,19 @@ def test_the_guard_opens_min_p_then_warms_a_stalled_stream_and_cools_it_first_wh
     still = stream(target=0.0)  # a still sketch
     steer(still, 0.0)
     assert still.heat == 1.0 and still.min_p >= MotionState.min_p  # nothing to divide by zero; it holds still
+
+
+def test_a_streams_draws_drift_from_frame_to_frame_and_stay_standard_normal():
+    state, other = stream(target=1.0), stream(target=1.0)
+    state.generator.manual_seed(7)
+    other.generator.manual_seed(7)
+    shape = (256, 64)
+    first, second = drift(state, shape).clone(), drift(state, shape).clone()
+    for _ in range(30):
+        last = drift(state, shape)
+    assert np.corrcoef(first.flatten(), second.flatten())[0, 1] == pytest.approx(COHERENCE, abs=0.02)
+    assert float(last.std()) == pytest.approx(1.0, abs=0.05) and abs(float(last.mean())) < 0.05
+    assert torch.equal(drift(other, shape), first)  # its own generator alone: the same seed, the same draws
 
 
 @pytest.mark.slow

@@ -84,11 +84,13 @@ class GridModel(nn.Module):
                generator: Generators = None, tokens: torch.Tensor | None = None,
                unknown: torch.Tensor | None = None, context: torch.Tensor | None = None,
                uncond: torch.Tensor | None = None, guidance: float = 1.0,
-               candidates: torch.Tensor | None = None, min_p: float | torch.Tensor = 0.0) -> torch.Tensor:
+               candidates: torch.Tensor | None = None, min_p: float | torch.Tensor = 0.0,
+               uniforms: torch.Tensor | None = None) -> torch.Tensor:
         """Parallel decoding of n grids (n, L, P); with `tokens` and `unknown` (n, P) it fills only those cells.
         `context` (n, P, dim) is added to every cell's input; with `uncond` too, logits get classifier-free
         guidance: u + guidance * (c - u). `temperature` and `min_p` may be one per grid (n,); `generator` one per
-        grid (a list), and each grid is then the same whatever else is in the batch.
+        grid (a list), and each grid is then the same whatever else is in the batch. `uniforms` (n, P, L), when
+        given, are the ones each cell's codes are drawn from (by inverse CDF), instead of fresh ones.
 
         Each step reveals a random subset of the masked cells (as many as the cosine schedule says) and draws
         their codes, level by level, given everything revealed so far. A random order rather than MaskGIT's
@@ -106,7 +108,7 @@ class GridModel(nn.Module):
             fraction = masked_fraction((step + 1) / steps) if step < steps - 1 else 0.0
             n_reveal = mask.sum(dim=1) - (n_unknown * fraction).floor().long()
             order = uniform(mask.shape, generator, device).masked_fill(~mask, 2.0)
-            cell_uniforms = uniform((n, self.cells, self.cfg.levels), generator, device)
+            cell_uniforms = uniform((n, self.cells, self.cfg.levels), generator, device) if uniforms is None else uniforms
             reveal = mask & (order.argsort(dim=1).argsort(dim=1) < n_reveal[:, None])
             if not reveal.any():
                 continue

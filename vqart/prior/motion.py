@@ -82,6 +82,13 @@ NO_LABEL = -1
 MIN_P = 0.3  # where a rollout starts
 MIN_P_RANGE = (0.02, 0.6)
 HEAT_MAX = 3.0
+# How much of each cell's draw carries over from one frame to the next. A stream draws its codes by inverse CDF
+# from uniforms that drift (per cell and level, an AR(1) in normal space with this correlation) instead of fresh
+# ones each frame: where a cell's distribution barely moves, it keeps drawing about the same code rather than a
+# new one every frame, so what changes from frame to frame is more of what the prior moved and less of the draw's
+# noise (video diffusion warps its noise along the motion for the same reason: Chang et al. 2024, "How I Warped
+# Your Noise"). Chosen on select-frame starts (two runs, offsets 0 and 6), never the benchmark's test starts.
+COHERENCE = 0.9
 # The share of a training batch's masked cells the loss scores. The depth head, which runs over every scored
 # cell's eight codes (about 10,000 tokens a batch against the grid's 2,048), costs more than the grid blocks;
 # scoring a random half of the masked cells (all of them still hidden from the input) buys 48% more batches.
@@ -228,10 +235,11 @@ class MotionModel(nn.Module):
     @torch.no_grad()
     def next_frame(self, past: torch.Tensor, label: torch.Tensor, values: torch.Tensor | None = None, *, steps: int,
                    temperature: torch.Tensor, top_k: int | None, guidance: float, generator: Generators,
-                   min_p: float | torch.Tensor = MIN_P) -> tuple[torch.Tensor, torch.Tensor | None]:
+                   min_p: float | torch.Tensor = MIN_P,
+                   uniforms: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Sample the next tokens (B, L, P) given pasts (B, K, L, P), their channel values (B, K, L, P, C) or None,
-        and label vectors (B, dim); temperature (B,). Returns them with their placed channel values (B, L, P, C)
-        (None without channel values)."""
+        and label vectors (B, dim); temperature (B,); the draws' uniforms (B, P, L), fresh ones when None. Returns
+        them with their placed channel values (B, L, P, C) (None without channel values)."""
         values = self.read_values(past, values)
         context = self.context(past, label, values)
         uncond = None
@@ -240,7 +248,7 @@ class MotionModel(nn.Module):
             uncond = context + (blank - label)[:, None]
         tokens = self.grid.sample(len(past), steps=steps, temperature=temperature, top_k=top_k, generator=generator,
                                   context=context, uncond=uncond, guidance=guidance,
-                                  candidates=self.candidates(past, values), min_p=min_p)
+                                  candidates=self.candidates(past, values), min_p=min_p, uniforms=uniforms)
         return tokens, None if values is None else self.place(values, tokens)
 
 
@@ -569,6 +577,7 @@ class MotionState:
     heat: float = 1.0  # its second, a factor on the temperature, turned only while min-p can open no further
     recent: float | None = None  # a running mean of the change
     values: torch.Tensor | None = None  # the past's channel values (K, L, P, C), on FSQ codes
+    noise: torch.Tensor | None = None  # what its last draws came from, as normal numbers (P, L)
 
 
 def advance(prior: MotionPrior, states: list[MotionState], *, top_k: int | None = None,
@@ -581,9 +590,10 @@ def advance(prior: MotionPrior, states: list[MotionState], *, top_k: int | None 
     temperature = torch.tensor([s.temperature * s.heat for s in states], device=label.device)
     min_p = torch.tensor([s.min_p for s in states], device=label.device)
     values = None if states[0].values is None else torch.stack([s.values for s in states])
+    uniforms = torch.special.ndtr(torch.stack([drift(s, (m.grid.cells, m.cfg.levels)) for s in states]))
     tokens, placed = m.next_frame(torch.stack([s.past for s in states]), label, values, steps=prior.steps,
                                   temperature=temperature, top_k=top_k, guidance=guidance,
-                                  generator=[s.generator for s in states], min_p=min_p)
+                                  generator=[s.generator for s in states], min_p=min_p, uniforms=uniforms)
     frames = prior.decode(tokens, placed)
     changed = frame_change(frames, np.stack([s.seen for s in states])).tolist()
     for i, (state, amount) in enumerate(zip(states, changed)):
@@ -592,6 +602,14 @@ def advance(prior: MotionPrior, states: list[MotionState], *, top_k: int | None 
         if placed is not None:
             state.values = torch.cat([state.values[1:], placed[i : i + 1]])
     return frames
+
+
+def drift(state: MotionState, shape: tuple[int, int]) -> torch.Tensor:
+    """The normal numbers (P, L) a stream's next draws come from: its last ones moved one AR(1) step (COHERENCE)
+    with fresh numbers from its own generator."""
+    fresh = torch.randn(shape, generator=state.generator, device=state.past.device)
+    state.noise = fresh if state.noise is None else COHERENCE * state.noise + (1 - COHERENCE**2) ** 0.5 * fresh
+    return state.noise
 
 
 def steer(state: MotionState, changed: float) -> None:
