@@ -590,7 +590,7 @@ def advance(prior: MotionPrior, states: list[MotionState], *, top_k: int | None 
     temperature = torch.tensor([s.temperature * s.heat for s in states], device=label.device)
     min_p = torch.tensor([s.min_p for s in states], device=label.device)
     values = None if states[0].values is None else torch.stack([s.values for s in states])
-    uniforms = torch.special.ndtr(torch.stack([drift(s, (m.grid.cells, m.cfg.levels)) for s in states]))
+    uniforms = torch.special.ndtr(torch.stack([drift(s) for s in states]))
     tokens, placed = m.next_frame(torch.stack([s.past for s in states]), label, values, steps=prior.steps,
                                   temperature=temperature, top_k=top_k, guidance=guidance,
                                   generator=[s.generator for s in states], min_p=min_p, uniforms=uniforms)
@@ -604,10 +604,11 @@ def advance(prior: MotionPrior, states: list[MotionState], *, top_k: int | None 
     return frames
 
 
-def drift(state: MotionState, shape: tuple[int, int]) -> torch.Tensor:
-    """The normal numbers (P, L) a stream's next draws come from: its last ones moved one AR(1) step (COHERENCE)
-    with fresh numbers from its own generator."""
-    fresh = torch.randn(shape, generator=state.generator, device=state.past.device)
+def drift(state: MotionState) -> torch.Tensor:
+    """The normal numbers (P, L) a stream's next draws come from, one per cell and level of its frames: its last
+    ones moved one AR(1) step (COHERENCE) with fresh numbers from its own generator."""
+    _, levels, cells = state.past.shape
+    fresh = torch.randn((cells, levels), generator=state.generator, device=state.past.device)
     state.noise = fresh if state.noise is None else COHERENCE * state.noise + (1 - COHERENCE**2) ** 0.5 * fresh
     return state.noise
 
