@@ -431,6 +431,19 @@ def test_client_leaving_mid_stream_stops_its_stream(server, conn):
     assert_alive(conn)
 
 
+def test_the_client_drops_the_attachments_of_a_reply_its_disconnect_cut_off():
+    client, got = InOrderClient(), []
+    client.on("frames", got.append)
+    header = '51-["frames",{"id":"r","frames":[{"data":{"_placeholder":true,"num":0}}]}]'
+    client._handle_eio_message(header)
+    client._handle_eio_message(b"+frame")
+    assert got == [{"id": "r", "frames": [{"data": b"+frame"}]}]
+    client._handle_eio_message(header)
+    client._handle_eio_disconnect("client disconnect")  # the stock client forgets the pending reply here
+    client._handle_eio_message(b"+frame")  # and read this one as a packet: ValueError
+    assert len(got) == 1
+
+
 @pytest.mark.slow
 def test_vqart_serve_runs_unattended(tiny_run):
     """`vqart serve` without a TTY: binds loopback, prints its URL, answers /health, stops on SIGTERM."""
