@@ -11,7 +11,7 @@ class InOrderClient(socketio.Client):
     The stock client hands every Engine.IO message to a new thread, so the binary attachments of one reply
     (vqart sends one per frame) can be reassembled out of order or fail (python-socketio issues #436, #534),
     and each frame costs a thread start. Here messages are handled on the reading thread, in order.
-    It also leaves Ctrl-C alone: the stock client replaces the process's SIGINT handler, and it drops the
+    It also leaves Ctrl-C alone (the stock client replaces the process's SIGINT handler), and it drops the
     attachments of a reply cut off by its own disconnect (the stock client forgets the reply when it disconnects,
     then reads the attachments still arriving as packets and logs a traceback).
     """
